@@ -1,34 +1,99 @@
 //! `portcullis-proxy`: serves one Gateway's compiled configuration.
-//!
-//! So far it checks a config file against the contract; serving lands with
-//! step 3 (see `docs/`).
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+use proxy::server::Server;
+use proxy::source::FileSource;
+use proxy::{Shared, admin};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info, warn};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Portcullis proxy")]
+#[command(
+    version,
+    about = "Portcullis proxy: serves one Gateway's compiled configuration"
+)]
 struct Args {
-    /// Config document to read (JSON, or gzip-compressed JSON).
+    /// Config document to serve (JSON, or gzip-compressed JSON); reloaded
+    /// whenever it changes.
     #[arg(long)]
     config: PathBuf,
     /// Check the config and exit: 0 when valid, 1 with every problem otherwise.
     #[arg(long)]
     check: bool,
+    /// Address listeners bind to.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Address of the admin server (/healthz, /readyz, /metrics, /config).
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    admin: SocketAddr,
+    /// Threads serving traffic; default: one per CPU.
+    #[arg(long, env = "PORTCULLIS_WORKER_THREADS")]
+    worker_threads: Option<usize>,
+    /// How often the config file is checked for changes, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    poll_ms: u64,
+    /// Log level filter (tracing syntax), e.g. info or proxy=debug.
+    #[arg(long, env = "PORTCULLIS_LOG", default_value = "info")]
+    log_level: String,
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Longest wait for open connections on SIGTERM, unless the config sets one.
+    #[arg(long, default_value_t = 30_000)]
+    drain_timeout_ms: u64,
+    /// How long to keep accepting after SIGTERM, unless the config sets it.
+    #[arg(long, default_value_t = 0)]
+    min_drain_ms: u64,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let bytes = match std::fs::read(&args.config) {
-        Ok(bytes) => bytes,
+    init_logging(&args);
+    if args.check {
+        return check(&args);
+    }
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.worker_threads {
+        runtime.worker_threads(threads.max(1));
+    }
+    let runtime = match runtime.enable_all().build() {
+        Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("cannot read {}: {err}", args.config.display());
+            error!(error = %err, "cannot start the async runtime");
             return ExitCode::FAILURE;
         }
     };
-    match proxy_config::load(&bytes) {
+    runtime.block_on(run(args))
+}
+
+fn init_logging(args: &Args) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn check(args: &Args) -> ExitCode {
+    let result = std::fs::read(&args.config)
+        .map_err(|err| err.to_string())
+        .and_then(|bytes| proxy_config::load(&bytes).map_err(|err| err.to_string()));
+    match result {
         Ok(document) => {
             println!(
                 "{}: valid, generation {}, {} listener(s)",
@@ -36,16 +101,74 @@ fn main() -> ExitCode {
                 document.generation,
                 document.config.listeners.len()
             );
-            if args.check {
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("serving is not built yet; use --check");
-                ExitCode::FAILURE
-            }
+            ExitCode::SUCCESS
         }
         Err(err) => {
             eprintln!("{}: {err}", args.config.display());
             ExitCode::FAILURE
         }
     }
+}
+
+async fn run(args: Args) -> ExitCode {
+    let shared = Shared::new();
+    match admin::serve(shared.clone(), args.admin).await {
+        Ok(address) => info!(%address, "admin server listening"),
+        Err(err) => {
+            error!(error = %err, "cannot start the admin server");
+            return ExitCode::FAILURE;
+        }
+    }
+    let (mut terminate, mut interrupt) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        _ => {
+            error!("cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut server = Server::new(shared.clone(), args.bind);
+    let mut source = FileSource::new(args.config.clone(), Duration::from_millis(args.poll_ms));
+    loop {
+        tokio::select! {
+            next = source.next() => match next {
+                Ok(document) => {
+                    let generation = document.generation;
+                    match server.apply(document).await {
+                        Ok(report) => {
+                            shared.configured.store(true, Ordering::Relaxed);
+                            shared.metrics.reloads.fetch_add(1, Ordering::Relaxed);
+                            for (listener, reason) in &report.failed_listeners {
+                                warn!(listener, reason, "listener not serving");
+                            }
+                            info!(generation, "config applied");
+                        }
+                        Err(err) => {
+                            shared.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
+                            error!(generation, error = %err, "config refused; the previous one keeps serving");
+                        }
+                    }
+                }
+                Err(err) => {
+                    shared.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
+                    error!(error = %err, "config refused; the previous one keeps serving");
+                    tokio::time::sleep(Duration::from_millis(args.poll_ms)).await;
+                }
+            },
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+
+    let settings = shared.snapshot.load().document.config.settings.clone();
+    let min_drain = Duration::from_millis(settings.min_drain_ms.unwrap_or(args.min_drain_ms));
+    let timeout = Duration::from_millis(settings.drain_timeout_ms.unwrap_or(args.drain_timeout_ms));
+    shared.draining.store(true, Ordering::Relaxed);
+    info!(?min_drain, ?timeout, "draining");
+    tokio::time::sleep(min_drain).await;
+    server.drain(timeout).await;
+    info!("drained; exiting");
+    ExitCode::SUCCESS
 }

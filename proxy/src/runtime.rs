@@ -1,0 +1,376 @@
+//! A config document compiled for serving: routers built, regexes and TLS
+//! contexts compiled, backends resolved to shared endpoint state. Built off
+//! the request path and swapped in whole.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use http::{HeaderName, HeaderValue};
+use proxy_config::{
+    BackendProtocol, BackendTarget, ConfigDocument, HttpFilter, LoadBalancing, Protocol, Retry,
+    RouteRef, Timeouts,
+};
+
+use crate::Error;
+use crate::metrics::{Metrics, RequestLabels, RequestMetrics};
+use crate::router::HttpRouter;
+use crate::tls::{Alpn, ServerTls};
+
+/// Everything one config generation serves.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub document: Arc<ConfigDocument>,
+    /// TCP listeners by port.
+    pub listeners: HashMap<u16, Arc<ListenerRuntime>>,
+}
+
+impl Snapshot {
+    pub fn generation(&self) -> u64 {
+        self.document.generation
+    }
+}
+
+/// One listener as served.
+#[derive(Debug)]
+pub struct ListenerRuntime {
+    pub name: String,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub tls: Option<ServerTls>,
+    pub router: HttpRouter<Arc<Rule>>,
+    /// Requests that matched no route.
+    pub unmatched: Arc<RequestMetrics>,
+}
+
+/// A route rule as served.
+#[derive(Debug)]
+pub struct Rule {
+    pub route: RouteRef,
+    pub metrics: Arc<RequestMetrics>,
+    pub filters: Vec<Filter>,
+    pub backends: Vec<WeightedTarget>,
+    pub total_weight: u64,
+    pub timeouts: Timeouts,
+    pub retry: Option<Retry>,
+}
+
+impl Rule {
+    /// Picks a backend by weight; None when every weight is zero.
+    pub fn pick(&self) -> Option<&WeightedTarget> {
+        if self.total_weight == 0 {
+            return None;
+        }
+        let mut point = fastrand::u64(0..self.total_weight);
+        for target in &self.backends {
+            let weight = u64::from(target.weight);
+            if point < weight {
+                return Some(target);
+            }
+            point -= weight;
+        }
+        None
+    }
+}
+
+/// A backend and its share.
+#[derive(Debug)]
+pub struct WeightedTarget {
+    pub target: Target,
+    pub weight: u32,
+    pub filters: Vec<Filter>,
+}
+
+#[derive(Debug)]
+pub enum Target {
+    Backend(Arc<BackendRuntime>),
+    /// Unresolvable reference: answered with 500.
+    Invalid(String),
+}
+
+/// A filter with its header names and values parsed once.
+#[derive(Debug)]
+pub enum Filter {
+    RequestHeaders(HeaderEdits),
+    ResponseHeaders(HeaderEdits),
+    Other(HttpFilter),
+    Mirror {
+        backend: Arc<BackendRuntime>,
+        per_million: u32,
+    },
+}
+
+#[derive(Debug, Default)]
+pub struct HeaderEdits {
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    pub add: Vec<(HeaderName, HeaderValue)>,
+    pub remove: Vec<HeaderName>,
+}
+
+impl HeaderEdits {
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in &self.set {
+            headers.insert(name.clone(), value.clone());
+        }
+        for (name, value) in &self.add {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+}
+
+/// A backend as served: its endpoints and balancing state.
+#[derive(Debug)]
+pub struct BackendRuntime {
+    pub name: String,
+    pub protocol: BackendProtocol,
+    pub load_balancing: LoadBalancing,
+    pub endpoints: Vec<Arc<EndpointState>>,
+    next: AtomicUsize,
+}
+
+/// How long an endpoint is left out after it failed repeatedly.
+const EJECTION_MS: u64 = 5_000;
+/// Consecutive failures that eject an endpoint.
+const EJECT_AFTER: u32 = 3;
+
+impl BackendRuntime {
+    /// Picks an endpoint: round robin or the lesser-loaded of two random
+    /// ones, skipping ejected endpoints unless all are ejected.
+    pub fn pick(&self, now_ms: u64) -> Option<&Arc<EndpointState>> {
+        let count = self.endpoints.len();
+        if count == 0 {
+            return None;
+        }
+        let healthy =
+            |e: &&Arc<EndpointState>| e.ejected_until_ms.load(Ordering::Relaxed) <= now_ms;
+        match self.load_balancing {
+            LoadBalancing::RoundRobin => {
+                let start = self.next.fetch_add(1, Ordering::Relaxed);
+                (0..count)
+                    .map(|offset| &self.endpoints[(start + offset) % count])
+                    .find(healthy)
+                    .or_else(|| self.endpoints.get(start % count))
+            }
+            LoadBalancing::LeastRequest => {
+                let a = &self.endpoints[fastrand::usize(0..count)];
+                let b = &self.endpoints[fastrand::usize(0..count)];
+                let candidates = [a, b];
+                let mut usable = candidates.iter().filter(|e| healthy(e));
+                let first = usable.next();
+                let second = usable.next();
+                match (first, second) {
+                    (Some(x), Some(y)) => Some(
+                        if y.in_flight.load(Ordering::Relaxed) < x.in_flight.load(Ordering::Relaxed)
+                        {
+                            *y
+                        } else {
+                            *x
+                        },
+                    ),
+                    (Some(x), None) => Some(*x),
+                    _ => self.endpoints.iter().find(healthy).or(Some(a)),
+                }
+            }
+        }
+    }
+}
+
+/// Per-endpoint state, shared across config generations.
+#[derive(Debug)]
+pub struct EndpointState {
+    pub address: SocketAddr,
+    pub in_flight: AtomicU32,
+    consecutive_failures: AtomicU32,
+    ejected_until_ms: AtomicU64,
+}
+
+impl EndpointState {
+    fn new(address: SocketAddr) -> Self {
+        Self {
+            address,
+            in_flight: AtomicU32::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            ejected_until_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub fn succeeded(&self) {
+        if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a connection failure or 5xx; ejects after several in a row.
+    pub fn failed(&self, now_ms: u64) {
+        let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= EJECT_AFTER {
+            self.ejected_until_ms
+                .store(now_ms + EJECTION_MS, Ordering::Relaxed);
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Endpoint state carried from one config to the next.
+#[derive(Debug, Default)]
+pub struct EndpointRegistry {
+    endpoints: std::sync::Mutex<HashMap<SocketAddr, Arc<EndpointState>>>,
+}
+
+impl EndpointRegistry {
+    fn get(&self, address: SocketAddr) -> Arc<EndpointState> {
+        let mut endpoints = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
+        endpoints
+            .entry(address)
+            .or_insert_with(|| Arc::new(EndpointState::new(address)))
+            .clone()
+    }
+
+    fn retain_used(&self) {
+        let mut endpoints = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
+        endpoints.retain(|_, state| Arc::strong_count(state) > 1);
+    }
+}
+
+/// Compiles a validated document. Fails only on what validation cannot see
+/// (a certificate BoringSSL refuses); the caller keeps the old config then.
+pub fn compile(
+    document: Arc<ConfigDocument>,
+    metrics: &Metrics,
+    registry: &EndpointRegistry,
+) -> Result<Snapshot, Error> {
+    let config = &document.config;
+    let backends: HashMap<&str, Arc<BackendRuntime>> = config
+        .backends
+        .iter()
+        .map(|(name, backend)| {
+            let runtime = BackendRuntime {
+                name: name.clone(),
+                protocol: backend.protocol,
+                load_balancing: backend.load_balancing,
+                endpoints: backend
+                    .endpoints
+                    .iter()
+                    .map(|e| registry.get(SocketAddr::new(e.address, e.port)))
+                    .collect(),
+                next: AtomicUsize::new(fastrand::usize(..)),
+            };
+            (name.as_str(), Arc::new(runtime))
+        })
+        .collect();
+    let backend = |name: &str| {
+        backends
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::Config(format!("no backend named {name:?}")))
+    };
+
+    let mut listeners = HashMap::new();
+    for listener in &config.listeners {
+        if !matches!(listener.protocol, Protocol::Http | Protocol::Https) {
+            // TLS routes and L4 listeners are served by a later step.
+            continue;
+        }
+        let tls = match &listener.tls {
+            Some(tls) => Some(ServerTls::build(config, tls, Alpn::Http)?),
+            None => None,
+        };
+        let router = HttpRouter::compile(&listener.virtual_hosts, |rule| {
+            let filters = compile_filters(&rule.filters, &backend)?;
+            let targets = rule
+                .backends
+                .iter()
+                .map(|weighted| {
+                    Ok(WeightedTarget {
+                        target: match &weighted.target {
+                            BackendTarget::Backend(name) => Target::Backend(backend(name)?),
+                            BackendTarget::Invalid(reason) => Target::Invalid(reason.clone()),
+                        },
+                        weight: weighted.weight,
+                        filters: compile_filters(&weighted.filters, &backend)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            let route = &rule.route;
+            Ok(Arc::new(Rule {
+                metrics: metrics.requests(RequestLabels {
+                    listener: listener.name.clone(),
+                    route: format!("{}/{}/{}", route.namespace, route.name, route.rule),
+                }),
+                route: route.clone(),
+                filters,
+                total_weight: targets.iter().map(|t| u64::from(t.weight)).sum(),
+                backends: targets,
+                timeouts: rule.timeouts.clone().unwrap_or_default(),
+                retry: rule.retry.clone(),
+            }))
+        })?;
+        let unmatched = metrics.requests(RequestLabels {
+            listener: listener.name.clone(),
+            route: "none".into(),
+        });
+        listeners.insert(
+            listener.port,
+            Arc::new(ListenerRuntime {
+                name: listener.name.clone(),
+                port: listener.port,
+                protocol: listener.protocol,
+                tls,
+                router,
+                unmatched,
+            }),
+        );
+    }
+    registry.retain_used();
+    Ok(Snapshot {
+        document,
+        listeners,
+    })
+}
+
+fn compile_filters(
+    filters: &[HttpFilter],
+    backend: &impl Fn(&str) -> Result<Arc<BackendRuntime>, Error>,
+) -> Result<Vec<Filter>, Error> {
+    filters
+        .iter()
+        .map(|filter| {
+            Ok(match filter {
+                HttpFilter::RequestHeaderModifier(m) => Filter::RequestHeaders(header_edits(m)?),
+                HttpFilter::ResponseHeaderModifier(m) => Filter::ResponseHeaders(header_edits(m)?),
+                HttpFilter::RequestMirror(mirror) => Filter::Mirror {
+                    backend: backend(&mirror.backend)?,
+                    per_million: mirror.per_million,
+                },
+                other => Filter::Other(other.clone()),
+            })
+        })
+        .collect()
+}
+
+fn header_edits(modifier: &proxy_config::HeaderModifier) -> Result<HeaderEdits, Error> {
+    let pair = |h: &proxy_config::Header| -> Result<(HeaderName, HeaderValue), Error> {
+        Ok((
+            HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|e| Error::Config(format!("header name {:?}: {e}", h.name)))?,
+            HeaderValue::from_str(&h.value)
+                .map_err(|e| Error::Config(format!("header value {:?}: {e}", h.value)))?,
+        ))
+    };
+    Ok(HeaderEdits {
+        set: modifier.set.iter().map(pair).collect::<Result<_, _>>()?,
+        add: modifier.add.iter().map(pair).collect::<Result<_, _>>()?,
+        remove: modifier
+            .remove
+            .iter()
+            .map(|name| {
+                HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|e| Error::Config(format!("header name {name:?}: {e}")))
+            })
+            .collect::<Result<_, _>>()?,
+    })
+}

@@ -1,0 +1,311 @@
+//! HTTP routing and filters through real sockets: a client, the proxy, and
+//! echo backends, all on loopback.
+
+mod support;
+
+use std::collections::HashMap;
+
+use http::StatusCode;
+use proxy_config::*;
+use support::*;
+
+#[tokio::test]
+async fn routes_by_host_and_path_and_answers_404_otherwise() {
+    let web = EchoServer::start("web").await;
+    let api = EchoServer::start("api").await;
+    let port = free_port();
+    let _proxy = InProcessProxy::start(gateway(
+        vec![http_listener(
+            "http",
+            port,
+            vec![
+                vhost(
+                    "http",
+                    &["www.example.com"],
+                    vec![
+                        (prefix("/api"), rule("api", vec![to("api", 1)], vec![])),
+                        (prefix("/"), rule("web", vec![to("web", 1)], vec![])),
+                    ],
+                ),
+                vhost(
+                    "http",
+                    &["*.example.net"],
+                    vec![(prefix("/only"), rule("net", vec![to("api", 1)], vec![]))],
+                ),
+            ],
+        )],
+        vec![service("web", &web), service("api", &api)],
+    ))
+    .await;
+    let client = client();
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+
+    let echo = get(
+        &client,
+        &url("/api/users?x=1"),
+        &[("host", "www.example.com")],
+    )
+    .await;
+    assert_eq!((echo.status, echo.backend()), (StatusCode::OK, "api"));
+    assert_eq!(echo.json["path"], "/api/users?x=1");
+    assert_eq!(echo.header("host"), Some("www.example.com"));
+    assert_eq!(echo.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(echo.header("x-forwarded-proto"), Some("http"));
+    assert_eq!(echo.header("x-request-id").map(str::len), Some(32));
+
+    let echo = get(&client, &url("/apiary"), &[("host", "WWW.Example.com:80")]).await;
+    assert_eq!(
+        (echo.status, echo.backend()),
+        (StatusCode::OK, "web"),
+        "segment-wise prefix"
+    );
+
+    let echo = get(&client, &url("/only/here"), &[("host", "a.b.example.net")]).await;
+    assert_eq!(echo.backend(), "api", "wildcards match any depth");
+
+    let echo = get(&client, &url("/elsewhere"), &[("host", "a.example.net")]).await;
+    assert_eq!(
+        echo.status,
+        StatusCode::NOT_FOUND,
+        "host known, no path matches"
+    );
+
+    let echo = get(&client, &url("/"), &[("host", "unknown.org")]).await;
+    assert_eq!(echo.status, StatusCode::NOT_FOUND, "no virtual host");
+}
+
+#[tokio::test]
+async fn weighted_split_is_within_three_percent_over_ten_thousand_requests() {
+    let stable = EchoServer::start("stable").await;
+    let canary = EchoServer::start("canary").await;
+    let never = EchoServer::start("never").await;
+    let port = free_port();
+    let _proxy = InProcessProxy::start(gateway(
+        vec![http_listener(
+            "http",
+            port,
+            vec![vhost(
+                "http",
+                &[],
+                vec![(
+                    prefix("/"),
+                    rule(
+                        "canary",
+                        vec![to("stable", 90), to("canary", 10), to("never", 0)],
+                        vec![],
+                    ),
+                )],
+            )],
+        )],
+        vec![
+            service("stable", &stable),
+            service("canary", &canary),
+            service("never", &never),
+        ],
+    ))
+    .await;
+    let client = client();
+    let url = format!("http://127.0.0.1:{port}/");
+    let mut counts: HashMap<String, u32> = HashMap::new();
+    let total = 10_000;
+    for chunk in 0..(total / 100) {
+        let requests = (0..100).map(|_| get(&client, &url, &[]));
+        for echo in futures::future::join_all(requests).await {
+            assert_eq!(echo.status, StatusCode::OK, "chunk {chunk}");
+            *counts.entry(echo.backend().to_owned()).or_default() += 1;
+        }
+    }
+    let share =
+        |name: &str| f64::from(counts.get(name).copied().unwrap_or(0)) / f64::from(total) * 100.0;
+    assert!((share("stable") - 90.0).abs() <= 3.0, "{counts:?}");
+    assert!((share("canary") - 10.0).abs() <= 3.0, "{counts:?}");
+    assert_eq!(counts.get("never"), None, "weight 0 gets nothing");
+}
+
+#[tokio::test]
+async fn filters_modify_redirect_rewrite_and_invalid_backends_get_500() {
+    let web = EchoServer::start("web").await;
+    let port = free_port();
+    let modify = vec![
+        HttpFilter::RequestHeaderModifier(HeaderModifier {
+            set: vec![Header {
+                name: "x-env".into(),
+                value: "prod".into(),
+            }],
+            add: vec![Header {
+                name: "x-added".into(),
+                value: "yes".into(),
+            }],
+            remove: vec!["x-debug".into()],
+        }),
+        HttpFilter::ResponseHeaderModifier(HeaderModifier {
+            set: vec![Header {
+                name: "x-served-by".into(),
+                value: "portcullis".into(),
+            }],
+            add: vec![],
+            remove: vec!["x-backend".into()],
+        }),
+    ];
+    let redirect = vec![HttpFilter::RequestRedirect(RequestRedirect {
+        scheme: Some("https".into()),
+        hostname: None,
+        port: None,
+        path: None,
+        status_code: 301,
+    })];
+    let rewrite = vec![HttpFilter::UrlRewrite(UrlRewrite {
+        hostname: Some("internal.local".into()),
+        path: Some(PathModifier::ReplacePrefixMatch("/v2".into())),
+    })];
+    let invalid = WeightedBackend {
+        target: BackendTarget::Invalid("Service test/missing not found".into()),
+        weight: 1,
+        filters: vec![],
+    };
+    let _proxy = InProcessProxy::start(gateway(
+        vec![http_listener(
+            "http",
+            port,
+            vec![vhost(
+                "http",
+                &[],
+                vec![
+                    (
+                        prefix("/modify"),
+                        rule("modify", vec![to("web", 1)], modify),
+                    ),
+                    (prefix("/redirect"), rule("redirect", vec![], redirect)),
+                    (prefix("/old"), rule("rewrite", vec![to("web", 1)], rewrite)),
+                    (prefix("/invalid"), rule("invalid", vec![invalid], vec![])),
+                    (prefix("/nobackend"), rule("empty", vec![], vec![])),
+                ],
+            )],
+        )],
+        vec![service("web", &web)],
+    ))
+    .await;
+    let client = client();
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+
+    let echo = get(
+        &client,
+        &url("/modify"),
+        &[("x-env", "dev"), ("x-debug", "1"), ("x-added", "first")],
+    )
+    .await;
+    assert_eq!(echo.header("x-env"), Some("prod"));
+    assert_eq!(echo.header("x-debug"), None);
+    assert_eq!(
+        echo.header("x-added"),
+        Some("first, yes"),
+        "add appends: the echo joins values"
+    );
+    assert_eq!(
+        echo.headers.get("x-served-by").map(|v| v.as_bytes()),
+        Some(&b"portcullis"[..])
+    );
+    assert!(echo.headers.get("x-backend").is_none());
+
+    let echo = get(
+        &client,
+        &url("/redirect/page?q=1"),
+        &[("host", "shop.example.com")],
+    )
+    .await;
+    assert_eq!(echo.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(
+        echo.headers
+            .get("location")
+            .map(|v| v.to_str().unwrap_or_default()),
+        Some("https://shop.example.com/redirect/page?q=1")
+    );
+
+    let echo = get(&client, &url("/old/items?id=7"), &[]).await;
+    assert_eq!(echo.json["path"], "/v2/items?id=7");
+    assert_eq!(echo.header("host"), Some("internal.local"));
+
+    assert_eq!(
+        get(&client, &url("/invalid"), &[]).await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    assert_eq!(
+        get(&client, &url("/nobackend"), &[]).await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+}
+
+#[tokio::test]
+async fn h2c_prior_knowledge_clients_and_h2c_backends() {
+    let grpc = EchoServer::start_h2c("grpc").await;
+    let port = free_port();
+    let _proxy = InProcessProxy::start(gateway(
+        vec![http_listener(
+            "http",
+            port,
+            vec![vhost(
+                "http",
+                &[],
+                vec![(prefix("/"), rule("grpc", vec![to("grpc", 1)], vec![]))],
+            )],
+        )],
+        vec![service_with("grpc", &[&grpc], BackendProtocol::H2c)],
+    ))
+    .await;
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let request = http::Request::post(format!("http://grpc.example.com:{port}/pkg.Service/Method"))
+        .header("content-type", "application/grpc")
+        .body(http_body_util::Empty::new())
+        .expect("request");
+    let echo = request_over(stream, true, request).await;
+    assert_eq!(echo.status, StatusCode::OK);
+    assert_eq!(echo.backend(), "grpc");
+    assert_eq!(echo.json["version"], "HTTP/2.0", "backend spoke HTTP/2");
+    assert_eq!(echo.json["path"], "/pkg.Service/Method");
+}
+
+#[tokio::test]
+async fn retries_on_listed_status_codes_and_ejects_failing_endpoints() {
+    let web = EchoServer::start("web").await;
+    let port = free_port();
+    let mut retrying = rule("retry", vec![to("web", 1)], vec![]);
+    retrying.retry = Some(Retry {
+        attempts: 2,
+        status_codes: vec![503],
+        backoff_ms: 1,
+        on_connect_failure: true,
+    });
+    // One endpoint that refuses connections beside a healthy one.
+    let dead = Endpoint {
+        address: "127.0.0.1".parse().expect("ip"),
+        port: free_port(),
+    };
+    let mut backends = vec![service("web", &web)];
+    backends[0].1.endpoints.push(dead);
+    let _proxy = InProcessProxy::start(gateway(
+        vec![http_listener(
+            "http",
+            port,
+            vec![vhost("http", &[], vec![(prefix("/"), retrying)])],
+        )],
+        backends,
+    ))
+    .await;
+    let client = client();
+    for _ in 0..50 {
+        let echo = get(&client, &format!("http://127.0.0.1:{port}/"), &[]).await;
+        assert_eq!(
+            echo.status,
+            StatusCode::OK,
+            "connect failures are retried on the other endpoint"
+        );
+    }
+    let echo = get(&client, &format!("http://127.0.0.1:{port}/status/503"), &[]).await;
+    assert_eq!(
+        echo.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "retried, then the last answer is returned"
+    );
+}
