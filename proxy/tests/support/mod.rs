@@ -120,6 +120,14 @@ async fn echo(
             .insert(http::header::CONNECTION, "upgrade".parse().expect("value"));
         return Ok(response);
     }
+    if let Some(ms) = request
+        .uri()
+        .path()
+        .strip_prefix("/delay/")
+        .and_then(|ms| ms.parse::<u64>().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     let status = request
         .uri()
         .path()
