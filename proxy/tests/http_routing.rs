@@ -1,5 +1,6 @@
 //! HTTP routing and filters through real sockets: a client, the proxy, and
 //! echo backends, all on loopback.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod support;
 

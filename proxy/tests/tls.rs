@@ -1,5 +1,6 @@
 //! TLS termination with real handshakes: BoringSSL clients, curl and
 //! openssl s_client against the proxy.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod support;
 
