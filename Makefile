@@ -3,7 +3,7 @@ SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help test lint fmt crds generate check-generated deps demo
+.PHONY: help test lint fmt crds generate check-generated deps demo bench bench-proxy
 
 help: ## List targets.
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -32,6 +32,12 @@ generate: crds ## Regenerate everything generated: CRDs, Gateway API types.
 demo: ## Local cluster, operator, proxy, examples, traffic. Lands with the operator.
 	@echo "make demo needs the operator, which is not built yet (issue 'Step 5'); see README.md for what runs today." >&2
 	@exit 1
+
+bench: ## Criterion micro-benchmarks (route matching at 10, 1,000 and 10,000 routes).
+	$(CARGO) bench --locked -p proxy --bench routing
+
+bench-proxy: ## Load test: this proxy beside nginx, haproxy and Envoy, same origin, same pinning.
+	hack/bench-proxy.sh
 
 check-generated: ## Fail when generated Gateway API types drift from the generator.
 	hack/check-generated.sh

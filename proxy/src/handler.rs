@@ -12,7 +12,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
-use proxy_config::{BackendProtocol, Cors, HttpFilter, PathModifier, RequestRedirect};
+use proxy_config::{AccessLog, BackendProtocol, Cors, HttpFilter, PathModifier, RequestRedirect};
 use tracing::{debug, warn};
 
 use crate::Shared;
@@ -77,12 +77,86 @@ pub async fn handle(
             "listener is being removed\n",
         ));
     };
+    let access_log = snapshot.document.config.settings.access_log;
+    let logged = (access_log != AccessLog::Off).then(|| {
+        (
+            request.method().clone(),
+            request.uri().clone(),
+            request.version(),
+        )
+    });
     let (response, rule) = route(&shared, &connection, &listener, request).await;
+    let elapsed = started.elapsed();
     let metrics = rule
         .as_ref()
         .map_or(&listener.unmatched, |rule| &rule.metrics);
-    metrics.record(response.status().as_u16(), started.elapsed());
+    metrics.record(response.status().as_u16(), elapsed);
+    if let Some((method, uri, version)) = logged {
+        let entry = AccessEntry {
+            connection: &connection,
+            listener: &listener.name,
+            rule: rule.as_deref(),
+            method: &method,
+            uri: &uri,
+            version,
+            status: response.status(),
+            elapsed,
+        };
+        entry.write(access_log);
+    }
     Ok(response)
+}
+
+/// What one access log line says.
+struct AccessEntry<'a> {
+    connection: &'a ConnectionInfo,
+    listener: &'a str,
+    rule: Option<&'a Rule>,
+    method: &'a Method,
+    uri: &'a Uri,
+    version: Version,
+    status: StatusCode,
+    elapsed: Duration,
+}
+
+impl AccessEntry<'_> {
+    /// Writes the line to standard output (line-buffered by std).
+    fn write(&self, format: AccessLog) {
+        use std::io::Write;
+        let route = self.rule.map_or_else(String::new, |r| {
+            format!("{}/{}/{}", r.route.namespace, r.route.name, r.route.rule)
+        });
+        let duration_ms = self.elapsed.as_secs_f64() * 1000.0;
+        let time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default();
+        let line = match format {
+            AccessLog::Json => serde_json::json!({
+                "time": time,
+                "client": self.connection.client.to_string(),
+                "listener": self.listener,
+                "method": self.method.as_str(),
+                "authority": self.uri.authority().map(|a| a.as_str()),
+                "path": self.uri.path(),
+                "protocol": format!("{:?}", self.version),
+                "status": self.status.as_u16(),
+                "durationMs": duration_ms,
+                "route": route,
+            })
+            .to_string(),
+            AccessLog::Text | AccessLog::Off => format!(
+                "{time:.3} {} {} \"{} {} {:?}\" {} {duration_ms:.3}ms {route}",
+                self.connection.client,
+                self.listener,
+                self.method,
+                self.uri.path(),
+                self.version,
+                self.status.as_u16()
+            ),
+        };
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
+    }
 }
 
 async fn route(

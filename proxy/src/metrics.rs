@@ -59,6 +59,7 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<RequestLabels, Arc<RequestMetrics>>>,
     pub active_connections: AtomicI64,
     pub connections_total: AtomicU64,
+    pub connections_refused: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
     pub config_generation: AtomicU64,
     pub reloads: AtomicU64,
@@ -101,6 +102,11 @@ impl Metrics {
                 "portcullis_connections_total",
                 "Accepted client connections.",
                 &self.connections_total,
+            ),
+            (
+                "portcullis_connections_refused_total",
+                "Connections closed at once because maxConnections was reached.",
+                &self.connections_refused,
             ),
             (
                 "portcullis_tls_handshake_failures_total",

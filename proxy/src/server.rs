@@ -201,6 +201,13 @@ async fn accept_loop(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, client)) => {
+                    let limit = shared.snapshot.load().document.config.settings.limits.max_connections;
+                    let active = shared.metrics.active_connections.load(Ordering::Relaxed);
+                    if limit.is_some_and(|limit| active >= i64::from(limit)) {
+                        // Over the limit: close at once rather than queue.
+                        shared.metrics.connections_refused.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     let _ = stream.set_nodelay(true);
                     connections.spawn(serve_connection(
                         shared.clone(),

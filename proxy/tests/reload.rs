@@ -4,8 +4,7 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -170,60 +169,6 @@ async fn two_hundred_swaps_under_load_fail_no_request() {
     let mut ports = proxy.server.ports();
     ports.sort_unstable();
     assert_eq!(ports, vec![port], "the extra listener was removed last");
-}
-
-fn write_config(path: &Path, document: &ConfigDocument) {
-    let temporary = path.with_extension("tmp");
-    std::fs::write(&temporary, proxy_config::encode(document).expect("encode")).expect("write");
-    std::fs::rename(&temporary, path).expect("rename");
-}
-
-struct ChildProxy(Child);
-
-impl Drop for ChildProxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_proxy(config: &Path, admin: u16) -> ChildProxy {
-    ChildProxy(
-        Command::new(env!("CARGO_BIN_EXE_portcullis-proxy"))
-            .arg("--config")
-            .arg(config)
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--admin",
-                &format!("127.0.0.1:{admin}"),
-                "--poll-ms",
-                "50",
-            ])
-            .args(["--min-drain-ms", "300", "--worker-threads", "1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("proxy starts"),
-    )
-}
-
-async fn admin_get(admin: u16, path: &str) -> Option<(StatusCode, String)> {
-    let client = client();
-    let response = client
-        .request(
-            http::Request::get(format!("http://127.0.0.1:{admin}{path}"))
-                .body(http_body_util::Empty::new())
-                .ok()?,
-        )
-        .await
-        .ok()?;
-    let status = response.status();
-    let body = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .ok()?
-        .to_bytes();
-    Some((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 #[tokio::test]

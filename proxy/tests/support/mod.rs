@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -590,4 +592,63 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     false
+}
+
+pub fn write_config(path: &Path, document: &ConfigDocument) {
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, proxy_config::encode(document).expect("encode")).expect("write");
+    std::fs::rename(&temporary, path).expect("rename");
+}
+
+pub struct ChildProxy(pub Child);
+
+impl Drop for ChildProxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn spawn_proxy(config: &Path, admin: u16) -> ChildProxy {
+    spawn_proxy_with(config, admin, Stdio::null())
+}
+
+pub fn spawn_proxy_with(config: &Path, admin: u16, stdout: Stdio) -> ChildProxy {
+    ChildProxy(
+        Command::new(env!("CARGO_BIN_EXE_portcullis-proxy"))
+            .arg("--config")
+            .arg(config)
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--admin",
+                &format!("127.0.0.1:{admin}"),
+                "--poll-ms",
+                "50",
+            ])
+            .args(["--min-drain-ms", "300", "--worker-threads", "1"])
+            .env("PORTCULLIS_LOG", "warn")
+            .stdout(stdout)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("proxy starts"),
+    )
+}
+
+pub async fn admin_get(admin: u16, path: &str) -> Option<(StatusCode, String)> {
+    let client = client();
+    let response = client
+        .request(
+            http::Request::get(format!("http://127.0.0.1:{admin}{path}"))
+                .body(http_body_util::Empty::new())
+                .ok()?,
+        )
+        .await
+        .ok()?;
+    let status = response.status();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .ok()?
+        .to_bytes();
+    Some((status, String::from_utf8_lossy(&body).into_owned()))
 }
