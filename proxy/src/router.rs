@@ -274,16 +274,102 @@ pub struct RequestView<'a> {
 pub struct VirtualHost<R> {
     pub source: String,
     pub rules: Vec<R>,
-    pub matches: Vec<Matcher>,
+    matches: Vec<Matcher>,
+    /// Present for long match lists, so that lookup cost does not grow
+    /// with the number of routes.
+    index: Option<PathIndex>,
 }
 
+/// Below this many matches a linear scan beats hashing path prefixes.
+const INDEX_ABOVE: usize = 16;
+
 impl<R> VirtualHost<R> {
+    pub fn new(source: String, rules: Vec<R>, matches: Vec<Matcher>) -> Self {
+        let index = (matches.len() > INDEX_ABOVE).then(|| PathIndex::build(&matches));
+        Self {
+            source,
+            rules,
+            matches,
+            index,
+        }
+    }
+
     /// The first match that fits, with its rule.
     pub fn find(&self, request: &RequestView<'_>) -> Option<(&Matcher, &R)> {
-        self.matches
-            .iter()
-            .find(|matcher| matcher.matches(request))
-            .and_then(|matcher| self.rules.get(matcher.rule).map(|rule| (matcher, rule)))
+        let found = match &self.index {
+            None => self.matches.iter().find(|m| m.matches(request)),
+            Some(index) => index
+                .first_fitting(request.path, |position| {
+                    self.matches[position].matches(request)
+                })
+                .map(|position| &self.matches[position]),
+        };
+        found.and_then(|matcher| self.rules.get(matcher.rule).map(|rule| (matcher, rule)))
+    }
+}
+
+/// Candidate matches by path: exact paths and path prefixes in hash maps,
+/// everything else (regular expressions, no path condition) in one list.
+/// Each list holds positions in precedence order; a lookup merges the few
+/// lists a path can hit and checks candidates in global order.
+#[derive(Debug, Default)]
+struct PathIndex {
+    exact: HashMap<String, Vec<usize>>,
+    prefix: HashMap<String, Vec<usize>>,
+    always: Vec<usize>,
+}
+
+impl PathIndex {
+    fn build(matches: &[Matcher]) -> Self {
+        let mut index = PathIndex::default();
+        for (position, matcher) in matches.iter().enumerate() {
+            match &matcher.path {
+                PathMatcher::Exact(path) => {
+                    index.exact.entry(path.clone()).or_default().push(position)
+                }
+                PathMatcher::Prefix(prefix) => index
+                    .prefix
+                    .entry(prefix.clone())
+                    .or_default()
+                    .push(position),
+                PathMatcher::Any | PathMatcher::Regex(_) => index.always.push(position),
+            }
+        }
+        index
+    }
+
+    /// The lowest position among the candidates for `path` that `fits`.
+    fn first_fitting(&self, path: &str, mut fits: impl FnMut(usize) -> bool) -> Option<usize> {
+        // Lists that can match: exact, every segment-aligned prefix, always.
+        let mut lists: Vec<&[usize]> = Vec::with_capacity(8);
+        if let Some(list) = self.exact.get(path) {
+            lists.push(list);
+        }
+        let bytes = path.as_bytes();
+        for (end, _) in bytes.iter().enumerate().filter(|(_, b)| **b == b'/') {
+            if let Some(list) = self.prefix.get(&path[..end]) {
+                lists.push(list);
+            }
+        }
+        if !path.ends_with('/')
+            && let Some(list) = self.prefix.get(path)
+        {
+            lists.push(list);
+        }
+        lists.push(&self.always);
+        // k-way merge in precedence order.
+        let mut heads = vec![0usize; lists.len()];
+        loop {
+            let (list, position) = lists
+                .iter()
+                .enumerate()
+                .filter_map(|(list, entries)| entries.get(heads[list]).map(|&p| (list, p)))
+                .min_by_key(|&(_, position)| position)?;
+            if fits(position) {
+                return Some(position);
+            }
+            heads[list] += 1;
+        }
     }
 }
 
@@ -315,11 +401,7 @@ impl<R> HttpRouter<R> {
                 .iter()
                 .map(|m| Matcher::compile(m.rule as usize, &m.matcher))
                 .collect::<Result<Vec<_>, _>>()?;
-            virtual_hosts.push(VirtualHost {
-                source: spec.source.clone(),
-                rules,
-                matches,
-            });
+            virtual_hosts.push(VirtualHost::new(spec.source.clone(), rules, matches));
         }
         Ok(Self {
             hosts,

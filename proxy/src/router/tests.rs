@@ -298,3 +298,45 @@ proptest! {
         let _ = percent_decode(&path);
     }
 }
+
+fn arbitrary_match(kind: u8, path: &str, method: bool) -> HttpMatch {
+    let path = match kind % 4 {
+        0 => Some(PathMatch::Exact(path.into())),
+        1 => Some(PathMatch::PathPrefix(path.into())),
+        2 => Some(PathMatch::RegularExpression(format!("{path}.*"))),
+        _ => None,
+    };
+    HttpMatch {
+        path,
+        method: method.then(|| "POST".to_owned()),
+        ..HttpMatch::default()
+    }
+}
+
+proptest! {
+    /// The path index picks exactly what a linear scan in precedence order
+    /// would, whatever the mix of matches and paths.
+    #[test]
+    fn indexed_lookup_agrees_with_linear_scan(
+        specs in proptest::collection::vec((any::<u8>(), "/[ab]{0,2}(/[ab]{1,2}){0,2}/?", any::<bool>()), 17..60),
+        paths in proptest::collection::vec("/[ab]{0,2}(/[ab]{1,2}){0,3}/?", 1..20),
+        post in any::<bool>(),
+    ) {
+        let spec = host(
+            &[],
+            specs.iter().enumerate().map(|(i, (kind, path, method))| (i as u32, arbitrary_match(*kind, path, *method))).collect(),
+            specs.len() as u32,
+        );
+        let router = HttpRouter::compile(&[spec], |rule| Ok(rule.route.rule)).expect("compiles");
+        let indexed = &router.virtual_hosts[0];
+        prop_assert!(indexed.index.is_some());
+        let method = if post { Method::POST } else { Method::GET };
+        let headers = HeaderMap::new();
+        for path in &paths {
+            let view = request(path, None, &method, &headers);
+            let linear = indexed.matches.iter().find(|m| m.matches(&view)).map(|m| m.rule);
+            let fast = indexed.find(&view).map(|(m, _)| m.rule);
+            prop_assert_eq!(fast, linear, "path {}", path);
+        }
+    }
+}
