@@ -1,2 +1,4 @@
-//! End-to-end harness: the local cluster (control plane from Go modules,
-//! node agent) and the scenarios that run against it. Built up from step 2.
+//! End-to-end harness: the local cluster's node agent, and the fixtures
+//! the scenarios in `tests/` use against a real kube-apiserver.
+
+pub mod agent;
