@@ -336,6 +336,14 @@ async fn forward(
     let attempts = retry.map_or(1, |r| r.attempts.saturating_add(1));
     let (parts, body) = request.into_parts();
     let mut body = Some(body.boxed());
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    // The first attempt takes the request's own head; only retries copy it.
+    let retry_head = (attempts > 1).then(|| parts.clone_without_body());
+    let mut first_head = Some(parts);
 
     let overall = rule.timeouts.request_ms.map(Duration::from_millis);
     let per_try = rule.timeouts.backend_request_ms.map(Duration::from_millis);
@@ -356,27 +364,28 @@ async fn forward(
                 "no endpoint is ready for this backend\n",
             );
         };
-        let mut upstream = Request::from_parts(
-            parts.clone_without_body(),
-            body.take().unwrap_or_else(empty),
-        );
-        let uri = Uri::builder()
-            .scheme("http")
-            .authority(endpoint.address.to_string())
-            .path_and_query(parts.uri.path_and_query().map_or("/", |pq| pq.as_str()))
-            .build();
-        match uri {
+        let head = match (first_head.take(), &retry_head) {
+            (Some(head), _) => head,
+            (None, Some(copy)) => copy.clone_without_body(),
+            (None, None) => break,
+        };
+        let mut upstream = Request::from_parts(head, body.take().unwrap_or_else(empty));
+        let mut uri_parts = http::uri::Parts::default();
+        uri_parts.scheme = Some(http::uri::Scheme::HTTP);
+        uri_parts.authority = Some(endpoint.authority.clone());
+        uri_parts.path_and_query = Some(path_and_query.clone());
+        match Uri::from_parts(uri_parts) {
             Ok(uri) => *upstream.uri_mut() = uri,
             Err(_) => return text(StatusCode::BAD_REQUEST, "invalid request target\n"),
         }
         let client = match backend.protocol {
             BackendProtocol::H2c => {
                 *upstream.version_mut() = Version::HTTP_2;
-                &shared.h2c
+                crate::upstream::h2c()
             }
             _ => {
                 *upstream.version_mut() = Version::HTTP_11;
-                &shared.http1
+                crate::upstream::http1()
             }
         };
         endpoint
@@ -513,11 +522,19 @@ fn prepare_upstream_headers(
         HeaderValue::from_static(if connection.tls { "https" } else { "http" }),
     );
     if !headers.contains_key(&X_REQUEST_ID) {
-        let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-        if let Ok(value) = HeaderValue::from_str(&id) {
-            headers.insert(X_REQUEST_ID.clone(), value);
-        }
+        headers.insert(X_REQUEST_ID.clone(), request_id());
     }
+}
+
+/// 128 random bits in hex, built without allocating a String.
+fn request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bits = fastrand::u128(..);
+    let mut id = [0u8; 32];
+    for (index, byte) in id.iter_mut().enumerate() {
+        *byte = HEX[((bits >> (index * 4)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -742,12 +759,11 @@ fn mirror(
     let Some(endpoint) = backend.pick(shared.now_ms()) else {
         return;
     };
-    let Ok(uri) = Uri::builder()
-        .scheme("http")
-        .authority(endpoint.address.to_string())
-        .path_and_query(request.uri().path_and_query().map_or("/", |pq| pq.as_str()))
-        .build()
-    else {
+    let mut uri_parts = http::uri::Parts::default();
+    uri_parts.scheme = Some(http::uri::Scheme::HTTP);
+    uri_parts.authority = Some(endpoint.authority.clone());
+    uri_parts.path_and_query = request.uri().path_and_query().cloned();
+    let Ok(uri) = Uri::from_parts(uri_parts) else {
         return;
     };
     let mut copy = Request::new(empty());
@@ -758,9 +774,9 @@ fn mirror(
     copy.headers_mut().remove(header::CONTENT_LENGTH);
     let client = if backend.protocol == BackendProtocol::H2c {
         *copy.version_mut() = Version::HTTP_2;
-        shared.h2c.clone()
+        crate::upstream::h2c()
     } else {
-        shared.http1.clone()
+        crate::upstream::http1()
     };
     let _ = connection;
     tokio::spawn(async move {

@@ -14,18 +14,15 @@ pub mod runtime;
 pub mod server;
 pub mod source;
 pub mod tls;
+pub mod upstream;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use proxy_config::{ConfigDocument, GatewayConfig};
 
-use crate::handler::Body;
 use crate::metrics::Metrics;
 use crate::runtime::{EndpointRegistry, Snapshot};
 
@@ -52,10 +49,6 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub metrics: Metrics,
     pub registry: EndpointRegistry,
-    /// HTTP/1.1 backends, pooled keep-alive connections.
-    pub http1: Client<HttpConnector, Body>,
-    /// h2c backends (gRPC, `appProtocol: kubernetes.io/h2c`).
-    pub h2c: Client<HttpConnector, Body>,
     /// A config has been applied.
     pub configured: AtomicBool,
     /// SIGTERM received: readiness fails so load balancers move away.
@@ -65,19 +58,6 @@ pub struct Shared {
 
 impl Shared {
     pub fn new() -> Arc<Self> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
-        let http1 = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(60))
-            .pool_max_idle_per_host(1024)
-            .build(connector.clone());
-        let h2c = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .http2_only(true)
-            .build(connector);
         let empty = ConfigDocument::new(0, GatewayConfig::default());
         Arc::new(Self {
             snapshot: ArcSwap::from_pointee(Snapshot {
@@ -86,8 +66,6 @@ impl Shared {
             }),
             metrics: Metrics::default(),
             registry: EndpointRegistry::default(),
-            http1,
-            h2c,
             configured: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             epoch: Instant::now(),

@@ -63,18 +63,48 @@ fn main() -> ExitCode {
     if args.check {
         return check(&args);
     }
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = args.worker_threads {
-        runtime.worker_threads(threads.max(1));
-    }
-    let runtime = match runtime.enable_all().build() {
-        Ok(runtime) => runtime,
+    let threads = args
+        .worker_threads
+        .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
+        .unwrap_or(1)
+        .max(1);
+    let workers = match start_workers(threads) {
+        Ok(workers) => workers,
         Err(err) => {
-            error!(error = %err, "cannot start the async runtime");
+            error!(error = %err, "cannot start worker threads");
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(args))
+    // The control side (config source, admin, signals) runs on its own
+    // thread so that it never competes with traffic for a worker.
+    let control = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            error!(error = %err, "cannot start the control runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    control.block_on(run(args, workers))
+}
+
+/// One single-threaded runtime per worker thread: connections stay on the
+/// thread that accepted them, like nginx's and haproxy's workers.
+fn start_workers(count: usize) -> std::io::Result<Vec<tokio::runtime::Handle>> {
+    (0..count)
+        .map(|index| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let handle = runtime.handle().clone();
+            std::thread::Builder::new()
+                .name(format!("worker-{index}"))
+                .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
+            Ok(handle)
+        })
+        .collect()
 }
 
 fn init_logging(args: &Args) {
@@ -110,7 +140,7 @@ fn check(args: &Args) -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> ExitCode {
+async fn run(args: Args, workers: Vec<tokio::runtime::Handle>) -> ExitCode {
     let shared = Shared::new();
     match admin::serve(shared.clone(), args.admin).await {
         Ok(address) => info!(%address, "admin server listening"),
@@ -129,7 +159,7 @@ async fn run(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut server = Server::new(shared.clone(), args.bind);
+    let mut server = Server::with_workers(shared.clone(), args.bind, workers);
     let mut source = FileSource::new(args.config.clone(), Duration::from_millis(args.poll_ms));
     loop {
         tokio::select! {

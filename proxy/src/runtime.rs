@@ -183,6 +183,8 @@ impl BackendRuntime {
 #[derive(Debug)]
 pub struct EndpointState {
     pub address: SocketAddr,
+    /// `address` as a URI authority, built once.
+    pub authority: http::uri::Authority,
     pub in_flight: AtomicU32,
     consecutive_failures: AtomicU32,
     ejected_until_ms: AtomicU64,
@@ -192,6 +194,8 @@ impl EndpointState {
     fn new(address: SocketAddr) -> Self {
         Self {
             address,
+            authority: http::uri::Authority::try_from(address.to_string().as_str())
+                .unwrap_or_else(|_| http::uri::Authority::from_static("invalid")),
             in_flight: AtomicU32::new(0),
             consecutive_failures: AtomicU32::new(0),
             ejected_until_ms: AtomicU64::new(0),

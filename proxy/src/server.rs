@@ -20,6 +20,7 @@ use hyper_util::server::conn::auto;
 use proxy_config::{ConfigDocument, Protocol};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -44,13 +45,17 @@ pub struct ApplyReport {
 
 struct BoundSocket {
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    /// One accept loop per worker, each on its own SO_REUSEPORT socket.
+    tasks: Vec<JoinHandle<()>>,
 }
 
 /// Owns the bound sockets.
 pub struct Server {
     shared: Arc<Shared>,
     bind_ip: IpAddr,
+    /// Runtimes that serve connections: one thread each, sharing nothing
+    /// per connection, with the kernel spreading accepts between them.
+    workers: Vec<Handle>,
     sockets: HashMap<u16, BoundSocket>,
     /// Signals every connection to finish gracefully on process drain.
     drain: watch::Sender<bool>,
@@ -66,10 +71,16 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
+    /// Serves connections on the current runtime.
     pub fn new(shared: Arc<Shared>, bind_ip: IpAddr) -> Self {
+        Self::with_workers(shared, bind_ip, vec![Handle::current()])
+    }
+
+    pub fn with_workers(shared: Arc<Shared>, bind_ip: IpAddr, workers: Vec<Handle>) -> Self {
         Self {
             shared,
             bind_ip,
+            workers,
             sockets: HashMap::new(),
             drain: watch::channel(false).0,
         }
@@ -106,8 +117,14 @@ impl Server {
             if self.sockets.contains_key(&port) {
                 continue;
             }
-            match bind(SocketAddr::new(self.bind_ip, port)) {
-                Ok(listener) => new_sockets.push((port, listener)),
+            let address = SocketAddr::new(self.bind_ip, port);
+            match self
+                .workers
+                .iter()
+                .map(|_| bind(address))
+                .collect::<std::io::Result<Vec<_>>>()
+            {
+                Ok(listeners) => new_sockets.push((port, listeners)),
                 Err(err) => {
                     warn!(listener = name, port, error = %err, "cannot bind listener");
                     report
@@ -124,17 +141,28 @@ impl Server {
             .store(document.generation, Ordering::Relaxed);
         self.shared.metrics.retain_requests();
 
-        for (port, listener) in new_sockets {
+        for (port, listeners) in new_sockets {
             let (stop, stopped) = watch::channel(false);
-            let task = tokio::spawn(accept_loop(
-                self.shared.clone(),
-                listener,
-                port,
-                stopped,
-                self.drain.subscribe(),
-            ));
-            self.sockets.insert(port, BoundSocket { stop, task });
-            info!(port, "listening");
+            let tasks = listeners
+                .into_iter()
+                .zip(&self.workers)
+                .map(|(listener, worker)| {
+                    let (shared, stopped, drain) =
+                        (self.shared.clone(), stopped.clone(), self.drain.subscribe());
+                    // The listener registers with the reactor of the runtime
+                    // that converts it, so convert it on its worker.
+                    worker.spawn(async move {
+                        match TcpListener::from_std(listener) {
+                            Ok(listener) => {
+                                accept_loop(shared, listener, port, stopped, drain).await
+                            }
+                            Err(err) => warn!(port, error = %err, "cannot register listener"),
+                        }
+                    })
+                })
+                .collect();
+            self.sockets.insert(port, BoundSocket { stop, tasks });
+            info!(port, workers = self.workers.len(), "listening");
         }
         let removed: Vec<u16> = self
             .sockets
@@ -158,9 +186,9 @@ impl Server {
         let tasks: Vec<JoinHandle<()>> = self
             .sockets
             .drain()
-            .map(|(_, socket)| {
+            .flat_map(|(_, socket)| {
                 let _ = socket.stop.send(true);
-                socket.task
+                socket.tasks
             })
             .collect();
         let all = futures::future::join_all(tasks);
@@ -173,18 +201,19 @@ impl Server {
     }
 }
 
-fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(address),
         socket2::Type::STREAM,
         Some(socket2::Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
     socket.set_tcp_nodelay(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&address.into())?;
     socket.listen(4096)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }
 
 /// Accepts until stopped, then waits for this socket's connections to end.
