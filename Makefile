@@ -3,7 +3,7 @@ SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help test lint fmt crds generate check-generated deps demo bench bench-proxy
+.PHONY: help test lint fmt crds generate check-generated deps demo bench bench-proxy cluster-bins cluster-up cluster-down conformance
 
 help: ## List targets.
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -11,9 +11,10 @@ help: ## List targets.
 deps: ## Install what this machine lacks (Debian packages, Rust components).
 	@hack/deps.sh
 
-test: deps lint check-generated ## Every test: formatting, lints, generated files, unit, property and e2e tests.
+test: deps lint check-generated cluster-bins ## Every test: formatting, lints, generated files, unit, property and e2e tests.
 	@mkdir -p .cache
 	$(CARGO) test --workspace --locked 2>&1 | tee .cache/cargo-test.log
+	@if [ "$${CI:-}" = true ]; then hack/cluster-down.sh; fi
 	@hack/test-summary.sh .cache/cargo-test.log
 
 lint: deps ## cargo fmt --check and clippy with warnings as errors.
@@ -38,6 +39,19 @@ bench: ## Criterion micro-benchmarks (route matching at 10, 1,000 and 10,000 rou
 
 bench-proxy: ## Load test: this proxy beside nginx, haproxy and Envoy, same origin, same pinning.
 	hack/bench-proxy.sh
+
+cluster-bins: ## Build etcd, Kubernetes, the conformance suite and echo backends from Go modules (cached).
+	hack/build-cluster-bins.sh
+
+cluster-up: ## Start the local Kubernetes: control plane from Go modules, Pods as processes.
+	$(CARGO) build --locked -p e2e --bin portcullis-node-agent
+	hack/cluster-up.sh
+
+cluster-down: ## Stop the local Kubernetes and remove its processes, namespaces and interfaces.
+	hack/cluster-down.sh
+
+conformance: cluster-up ## Gateway API v1.6.1 conformance, every profile, against the local cluster.
+	hack/conformance.sh
 
 check-generated: ## Fail when generated Gateway API types drift from the generator.
 	hack/check-generated.sh

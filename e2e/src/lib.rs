@@ -2,3 +2,4 @@
 //! the scenarios in `tests/` use against a real kube-apiserver.
 
 pub mod agent;
+pub mod cluster;

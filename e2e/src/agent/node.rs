@@ -94,6 +94,14 @@ fn status(config: &AgentConfig) -> NodeStatus {
     }
 }
 
+/// The network address of `ip`/`prefix_len` (198.18.0.1/16 → 198.18.0.0).
+fn network_of(ip: std::net::Ipv4Addr, prefix_len: u8) -> std::net::Ipv4Addr {
+    let mask = u32::MAX
+        .checked_shl(32 - u32::from(prefix_len))
+        .unwrap_or(0);
+    std::net::Ipv4Addr::from(u32::from(ip) & mask)
+}
+
 /// Creates or updates the Node and marks it Ready.
 pub async fn register(client: &Client, config: &AgentConfig) -> Result<(), AgentError> {
     let nodes: Api<Node> = Api::all(client.clone());
@@ -114,7 +122,11 @@ pub async fn register(client: &Client, config: &AgentConfig) -> Result<(), Agent
             ..ObjectMeta::default()
         },
         spec: Some(NodeSpec {
-            pod_cidr: Some(format!("{}/{}", config.gateway, config.prefix_len)),
+            pod_cidr: Some(format!(
+                "{}/{}",
+                network_of(config.gateway, config.prefix_len),
+                config.prefix_len
+            )),
             ..NodeSpec::default()
         }),
         status: None,
