@@ -27,9 +27,24 @@ pub type Body = BoxBody<Bytes, hyper::Error>;
 pub struct ConnectionInfo {
     pub port: u16,
     pub client: SocketAddr,
+    /// The client's address as a header value, made once per connection.
+    pub client_ip: HeaderValue,
     pub tls: bool,
     /// The source listener the TLS server name selected, for 421 detection.
     pub sni_source: Option<String>,
+}
+
+impl ConnectionInfo {
+    pub fn new(port: u16, client: SocketAddr, tls: bool, sni_source: Option<String>) -> Self {
+        Self {
+            port,
+            client,
+            client_ip: HeaderValue::from_str(&client.ip().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            tls,
+            sni_source,
+        }
+    }
 }
 
 const HOP_BY_HOP: [HeaderName; 6] = [
@@ -165,19 +180,13 @@ async fn route(
     listener: &ListenerRuntime,
     mut request: Request<Incoming>,
 ) -> (Response<Body>, Option<Arc<Rule>>) {
-    let authority = request
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            request
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
-    let host = host_key(&authority).unwrap_or_default();
+    let authority = request.uri().authority().map(|a| a.as_str()).or_else(|| {
+        request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
+    let host = authority.and_then(host_key).unwrap_or_default();
     let Some(vhost) = listener.router.virtual_host(&host) else {
         return (
             text(StatusCode::NOT_FOUND, "no route for this host\n"),
@@ -302,7 +311,7 @@ async fn route(
         }
     }
 
-    let mut response = forward(shared, connection, &rule, &backend, request, &authority).await;
+    let mut response = forward(shared, connection, &rule, &backend, request).await;
     if let Some(policy) = cors {
         let headers = response.headers_mut();
         apply_cors_simple(policy, origin.as_ref(), headers);
@@ -321,9 +330,8 @@ async fn forward(
     rule: &Rule,
     backend: &Arc<BackendRuntime>,
     mut request: Request<Incoming>,
-    authority: &str,
 ) -> Response<Body> {
-    prepare_upstream_headers(&mut request, connection, authority);
+    prepare_upstream_headers(&mut request, connection);
     let upgrade =
         request.headers().contains_key(header::UPGRADE) && request.version() == Version::HTTP_11;
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
@@ -498,23 +506,24 @@ impl CloneWithoutBody for http::request::Parts {
     }
 }
 
-fn prepare_upstream_headers(
-    request: &mut Request<Incoming>,
-    connection: &ConnectionInfo,
-    authority: &str,
-) {
-    let headers = request.headers_mut();
-    if !headers.contains_key(header::HOST)
-        && let Ok(value) = HeaderValue::from_str(authority)
+fn prepare_upstream_headers(request: &mut Request<Incoming>, connection: &ConnectionInfo) {
+    // HTTP/2 carries the host in :authority; HTTP/1.1 backends need Host.
+    if !request.headers().contains_key(header::HOST)
+        && let Some(value) = request
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     {
-        headers.insert(header::HOST, value);
+        request.headers_mut().insert(header::HOST, value);
     }
-    let client_ip = connection.client.ip().to_string();
+    let headers = request.headers_mut();
     let forwarded = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(existing) => format!("{existing}, {client_ip}"),
-        None => client_ip,
+        Some(existing) => {
+            HeaderValue::from_str(&format!("{existing}, {}", connection.client.ip())).ok()
+        }
+        None => Some(connection.client_ip.clone()),
     };
-    if let Ok(value) = HeaderValue::from_str(&forwarded) {
+    if let Some(value) = forwarded {
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
     headers.insert(

@@ -89,6 +89,7 @@ pub fn host_key(authority: &str) -> Option<String> {
     if host.is_empty() {
         None
     } else {
+        // One allocation, lower-cased on the way.
         Some(host.to_ascii_lowercase())
     }
 }

@@ -284,12 +284,7 @@ async fn serve_connection(
             serve_tls(&shared, stream, &listener, client, finishing, drain).await;
         }
         Some(_) => {
-            let info = ConnectionInfo {
-                port,
-                client,
-                tls: false,
-                sni_source: None,
-            };
+            let info = ConnectionInfo::new(port, client, false, None);
             serve_http(&shared, stream, info, finishing, drain).await;
         }
         None => debug!(port, "connection to a listener being removed"),
@@ -344,12 +339,7 @@ async fn serve_tls(
                 .virtual_host(&name)
                 .map(|v| v.source.clone())
         });
-    let info = ConnectionInfo {
-        port: listener.port,
-        client,
-        tls: true,
-        sni_source,
-    };
+    let info = ConnectionInfo::new(listener.port, client, true, sni_source);
     serve_http(shared, stream, info, finishing, drain).await;
 }
 
