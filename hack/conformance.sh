@@ -25,7 +25,7 @@ for profile in ${profiles//,/ }; do
   report=$reports/$(tr 'A-Z' 'a-z' <<<"$profile")-report.yaml
   log "running $profile"
   args=(
-    -test.v -test.timeout 60m
+    -test.v -test.timeout 60m -test.run '^TestConformance$'
     -gateway-class portcullis
     -conformance-profiles "$profile"
     -organization portcullis -project portcullis
@@ -42,7 +42,12 @@ for profile in ${profiles//,/ }; do
   passed=$(grep -c -- '^    --- PASS' "$CACHE/conformance-$profile.log" || true)
   failed=$(grep -c -- '^    --- FAIL' "$CACHE/conformance-$profile.log" || true)
   skipped=$(grep -c -- '^    --- SKIP' "$CACHE/conformance-$profile.log" || true)
-  summary+=("$(printf '%-14s %4d passed %4d failed %4d skipped' "$profile" "$passed" "$failed" "$skipped")")
+  line=$(printf '%-14s %4d passed %4d failed %4d skipped' "$profile" "$passed" "$failed" "$skipped")
+  if ((passed + failed == 0)); then
+    # The suite stopped before running any test: say why.
+    line+="  ($(grep -m1 -A1 'Received unexpected error' "$CACHE/conformance-$profile.log" | tail -1 | sed 's/^[[:space:]]*//'))"
+  fi
+  summary+=("$line")
 done
 printf '%s\n' "${summary[@]}"
 log "conformance took $((SECONDS - started)) s; logs in ${CACHE#"$ROOT"/}/conformance-*.log, reports in ${reports#"$ROOT"/}"
