@@ -39,7 +39,7 @@ build() {
     log "cached: $name"
     return
   fi
-  log "building $name from $(awk '/^require \(/ {block = 1; next} /^require / {print $2, $3; exit} block && NF == 2 && $2 != "v0.0.0" {print $1, $2; exit}' "$dir/go.mod") ..."
+  log "building $name from $(cd "$dir" && go list -f '{{.Module.Path}} {{.Module.Version}}' "$package") ..."
   local started=$SECONDS
   if [[ $mode == test ]]; then
     (cd "$dir" && nice -n 10 go test -c -trimpath -o "$bin/$name" "$package")

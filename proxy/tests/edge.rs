@@ -225,3 +225,34 @@ async fn admin_shows_metrics_and_redacted_config_and_access_log_is_json() {
     assert_eq!(entry["route"], "test/web/0");
     assert_eq!(entry["method"], "GET");
 }
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed_after_the_header_timeout() {
+    let backend = EchoServer::start("web").await;
+    let port = free_port();
+    let limits = Limits {
+        request_header_timeout_ms: Some(400),
+        ..Limits::default()
+    };
+    let _proxy = InProcessProxy::start(one_route(port, &backend, limits)).await;
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buffer = vec![0u8; 4096];
+    let read = stream.read(&mut buffer).await.expect("response");
+    assert!(String::from_utf8_lossy(&buffer[..read]).starts_with("HTTP/1.1 200"));
+    // Then idle: the proxy closes the connection on its own.
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "idle connection still open after 3 s");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "closed too early: {:?}",
+        started.elapsed()
+    );
+}
