@@ -12,7 +12,9 @@ pub mod metrics;
 pub mod router;
 pub mod runtime;
 pub mod server;
+pub mod sni;
 pub mod source;
+pub mod stream;
 pub mod tls;
 pub mod upstream;
 
@@ -63,6 +65,7 @@ impl Shared {
             snapshot: ArcSwap::from_pointee(Snapshot {
                 document: Arc::new(empty),
                 listeners: Default::default(),
+                udp_listeners: Default::default(),
             }),
             metrics: Metrics::default(),
             registry: EndpointRegistry::default(),

@@ -65,6 +65,12 @@ pub struct Metrics {
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
     pub upstream_connect_failures: AtomicU64,
+    /// TCP, TLS passthrough and UDP sessions forwarded.
+    pub stream_connections: AtomicU64,
+    /// Stream connections closed without a backend (no route, no SNI, ...).
+    pub stream_refused: AtomicU64,
+    pub stream_bytes_received: AtomicU64,
+    pub stream_bytes_sent: AtomicU64,
 }
 
 impl Metrics {
@@ -122,6 +128,26 @@ impl Metrics {
                 "portcullis_config_reload_failures_total",
                 "Configs refused.",
                 &self.reload_failures,
+            ),
+            (
+                "portcullis_stream_connections_total",
+                "TCP, TLS and UDP sessions forwarded to a backend.",
+                &self.stream_connections,
+            ),
+            (
+                "portcullis_stream_refused_total",
+                "TCP, TLS and UDP sessions closed without a backend.",
+                &self.stream_refused,
+            ),
+            (
+                "portcullis_stream_received_bytes_total",
+                "Bytes received from clients on TCP, TLS and UDP routes.",
+                &self.stream_bytes_received,
+            ),
+            (
+                "portcullis_stream_sent_bytes_total",
+                "Bytes sent to clients on TCP, TLS and UDP routes.",
+                &self.stream_bytes_sent,
             ),
             (
                 "portcullis_upstream_connect_failures_total",

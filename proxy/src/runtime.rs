@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use http::{HeaderName, HeaderValue};
 use proxy_config::{
     BackendProtocol, BackendTarget, ConfigDocument, HttpFilter, LoadBalancing, Protocol, Retry,
-    RouteRef, Timeouts,
+    RouteRef, Timeouts, TlsMode,
 };
 
 use crate::Error;
@@ -22,8 +22,10 @@ use crate::tls::{Alpn, ServerTls};
 #[derive(Debug)]
 pub struct Snapshot {
     pub document: Arc<ConfigDocument>,
-    /// TCP listeners by port.
+    /// TCP listeners (HTTP, HTTPS, TLS, TCP) by port.
     pub listeners: HashMap<u16, Arc<ListenerRuntime>>,
+    /// UDP listeners by port.
+    pub udp_listeners: HashMap<u16, Arc<ListenerRuntime>>,
 }
 
 impl Snapshot {
@@ -42,6 +44,62 @@ pub struct ListenerRuntime {
     pub router: HttpRouter<Arc<Rule>>,
     /// Requests that matched no route.
     pub unmatched: Arc<RequestMetrics>,
+    /// `Tls` listeners: routes by server name.
+    pub tls_routes: TlsRoutes,
+    /// `Tcp` and `Udp` listeners: where connections or datagrams go.
+    pub stream: Option<StreamRoute>,
+}
+
+impl ListenerRuntime {
+    /// Whether a `Tls` listener forwards TLS untouched.
+    pub fn passthrough(&self) -> bool {
+        self.protocol == Protocol::Tls && self.tls.is_none()
+    }
+}
+
+/// TLS routes of a listener, looked up by server name.
+#[derive(Debug, Default)]
+pub struct TlsRoutes {
+    pub hosts: crate::router::HostTable,
+    pub routes: Vec<StreamRoute>,
+}
+
+impl TlsRoutes {
+    pub fn route(&self, server_name: &str) -> Option<&StreamRoute> {
+        self.hosts
+            .lookup(server_name)
+            .and_then(|index| self.routes.get(index))
+    }
+}
+
+/// Weighted backends of a TCP, UDP or TLS route.
+#[derive(Debug)]
+pub struct StreamRoute {
+    pub route: RouteRef,
+    pub backends: Vec<WeightedTarget>,
+    pub total_weight: u64,
+}
+
+impl StreamRoute {
+    pub fn pick(&self) -> Option<&WeightedTarget> {
+        pick_weighted(&self.backends, self.total_weight)
+    }
+}
+
+/// Picks a target by weight; None when every weight is zero.
+fn pick_weighted(targets: &[WeightedTarget], total_weight: u64) -> Option<&WeightedTarget> {
+    if total_weight == 0 {
+        return None;
+    }
+    let mut point = fastrand::u64(0..total_weight);
+    for target in targets {
+        let weight = u64::from(target.weight);
+        if point < weight {
+            return Some(target);
+        }
+        point -= weight;
+    }
+    None
 }
 
 /// A route rule as served.
@@ -59,18 +117,7 @@ pub struct Rule {
 impl Rule {
     /// Picks a backend by weight; None when every weight is zero.
     pub fn pick(&self) -> Option<&WeightedTarget> {
-        if self.total_weight == 0 {
-            return None;
-        }
-        let mut point = fastrand::u64(0..self.total_weight);
-        for target in &self.backends {
-            let weight = u64::from(target.weight);
-            if point < weight {
-                return Some(target);
-            }
-            point -= weight;
-        }
-        None
+        pick_weighted(&self.backends, self.total_weight)
     }
 }
 
@@ -273,16 +320,59 @@ pub fn compile(
             .ok_or_else(|| Error::Config(format!("no backend named {name:?}")))
     };
 
-    let mut listeners = HashMap::new();
-    for listener in &config.listeners {
-        if !matches!(listener.protocol, Protocol::Http | Protocol::Https) {
-            // TLS routes and L4 listeners are served by a later step.
-            continue;
-        }
-        let tls = match &listener.tls {
-            Some(tls) => Some(ServerTls::build(config, tls, Alpn::Http)?),
-            None => None,
+    let stream_targets =
+        |backends: &[proxy_config::WeightedBackend]| -> Result<Vec<WeightedTarget>, Error> {
+            backends
+                .iter()
+                .map(|weighted| {
+                    Ok(WeightedTarget {
+                        target: match &weighted.target {
+                            BackendTarget::Backend(name) => Target::Backend(backend(name)?),
+                            BackendTarget::Invalid(reason) => Target::Invalid(reason.clone()),
+                        },
+                        weight: weighted.weight,
+                        filters: Vec::new(),
+                    })
+                })
+                .collect()
         };
+    let stream_route = |route: &RouteRef,
+                        backends: &[proxy_config::WeightedBackend]|
+     -> Result<StreamRoute, Error> {
+        let backends = stream_targets(backends)?;
+        Ok(StreamRoute {
+            route: route.clone(),
+            total_weight: backends.iter().map(|t| u64::from(t.weight)).sum(),
+            backends,
+        })
+    };
+
+    let mut listeners = HashMap::new();
+    let mut udp_listeners = HashMap::new();
+    for listener in &config.listeners {
+        let tls = match (&listener.tls, listener.protocol) {
+            (Some(tls), Protocol::Https) => Some(ServerTls::build(config, tls, Alpn::Http)?),
+            (Some(tls), Protocol::Tls) if tls.mode == TlsMode::Terminate => {
+                Some(ServerTls::build(config, tls, Alpn::None)?)
+            }
+            _ => None,
+        };
+        let mut tls_routes = TlsRoutes::default();
+        for (index, route) in listener.tls_routes.iter().enumerate() {
+            tls_routes.hosts.insert(
+                index,
+                &route.hostnames,
+                proxy_config::WildcardDepth::AnyLabels,
+            );
+            tls_routes
+                .routes
+                .push(stream_route(&route.route, &route.backends)?);
+        }
+        let stream = listener
+            .stream_route
+            .as_ref()
+            .map(|route| stream_route(&route.route, &route.backends))
+            .transpose()?;
         let router = HttpRouter::compile(&listener.virtual_hosts, |rule| {
             let filters = compile_filters(&rule.filters, &backend)?;
             let targets = rule
@@ -317,22 +407,27 @@ pub fn compile(
             listener: listener.name.clone(),
             route: "none".into(),
         });
-        listeners.insert(
-            listener.port,
-            Arc::new(ListenerRuntime {
-                name: listener.name.clone(),
-                port: listener.port,
-                protocol: listener.protocol,
-                tls,
-                router,
-                unmatched,
-            }),
-        );
+        let runtime = Arc::new(ListenerRuntime {
+            name: listener.name.clone(),
+            port: listener.port,
+            protocol: listener.protocol,
+            tls,
+            router,
+            unmatched,
+            tls_routes,
+            stream,
+        });
+        if listener.protocol == Protocol::Udp {
+            udp_listeners.insert(listener.port, runtime);
+        } else {
+            listeners.insert(listener.port, runtime);
+        }
     }
     registry.retain_used();
     Ok(Snapshot {
         document,
         listeners,
+        udp_listeners,
     })
 }
 

@@ -57,6 +57,7 @@ pub struct Server {
     /// per connection, with the kernel spreading accepts between them.
     workers: Vec<Handle>,
     sockets: HashMap<u16, BoundSocket>,
+    udp_sockets: HashMap<u16, BoundSocket>,
     /// Signals every connection to finish gracefully on process drain.
     drain: watch::Sender<bool>,
 }
@@ -82,6 +83,7 @@ impl Server {
             bind_ip,
             workers,
             sockets: HashMap::new(),
+            udp_sockets: HashMap::new(),
             drain: watch::channel(false).0,
         }
     }
@@ -108,7 +110,14 @@ impl Server {
             .config
             .listeners
             .iter()
-            .filter(|l| matches!(l.protocol, Protocol::Http | Protocol::Https))
+            .filter(|l| l.protocol != Protocol::Udp)
+            .map(|l| (l.port, l.name.as_str()))
+            .collect();
+        let wanted_udp: HashMap<u16, &str> = document
+            .config
+            .listeners
+            .iter()
+            .filter(|l| l.protocol == Protocol::Udp)
             .map(|l| (l.port, l.name.as_str()))
             .collect();
 
@@ -134,7 +143,63 @@ impl Server {
             }
         }
 
+        let mut new_udp = Vec::new();
+        for (&port, &name) in &wanted_udp {
+            if self.udp_sockets.contains_key(&port) {
+                continue;
+            }
+            match std::net::UdpSocket::bind(SocketAddr::new(self.bind_ip, port))
+                .and_then(|socket| socket.set_nonblocking(true).map(|()| socket))
+            {
+                Ok(socket) => new_udp.push((port, socket)),
+                Err(err) => {
+                    warn!(listener = name, port, error = %err, "cannot bind UDP listener");
+                    report
+                        .failed_listeners
+                        .push((name.to_owned(), err.to_string()));
+                }
+            }
+        }
+
         self.shared.snapshot.store(Arc::new(snapshot));
+
+        for (port, socket) in new_udp {
+            let (stop, stopped) = watch::channel(false);
+            let shared = self.shared.clone();
+            // One socket, on the first worker: sessions are few next to HTTP.
+            let worker = self
+                .workers
+                .first()
+                .cloned()
+                .unwrap_or_else(Handle::current);
+            let task = worker.spawn(async move {
+                match tokio::net::UdpSocket::from_std(socket) {
+                    Ok(socket) => {
+                        crate::stream::serve_udp(shared, Arc::new(socket), port, stopped).await
+                    }
+                    Err(err) => warn!(port, error = %err, "cannot register UDP listener"),
+                }
+            });
+            self.udp_sockets.insert(
+                port,
+                BoundSocket {
+                    stop,
+                    tasks: vec![task],
+                },
+            );
+            info!(port, "listening (UDP)");
+        }
+        let removed_udp: Vec<u16> = self
+            .udp_sockets
+            .keys()
+            .filter(|port| !wanted_udp.contains_key(port))
+            .copied()
+            .collect();
+        for port in removed_udp {
+            if let Some(socket) = self.udp_sockets.remove(&port) {
+                let _ = socket.stop.send(true);
+            }
+        }
         self.shared
             .metrics
             .config_generation
@@ -183,6 +248,9 @@ impl Server {
     /// `Connection: close`, HTTP/2 GOAWAY) and waits up to `timeout`.
     pub async fn drain(&mut self, timeout: Duration) {
         let _ = self.drain.send(true);
+        for (_, socket) in self.udp_sockets.drain() {
+            let _ = socket.stop.send(true);
+        }
         let tasks: Vec<JoinHandle<()>> = self
             .sockets
             .drain()
@@ -280,6 +348,15 @@ async fn serve_connection(
         .fetch_add(1, Ordering::Relaxed);
     let listener = shared.snapshot.load().listeners.get(&port).cloned();
     match listener {
+        Some(listener) if listener.protocol == Protocol::Tcp => {
+            crate::stream::serve_tcp(&shared, &listener, stream).await;
+        }
+        Some(listener) if listener.passthrough() => {
+            crate::stream::serve_passthrough(&shared, &listener, stream).await;
+        }
+        Some(listener) if listener.protocol == Protocol::Tls => {
+            crate::stream::serve_tls_stream(&shared, &listener, stream).await;
+        }
         Some(listener) if listener.tls.is_some() => {
             serve_tls(&shared, stream, &listener, client, finishing, drain).await;
         }
