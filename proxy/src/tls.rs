@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use boring::pkey::PKey;
 use boring::ssl::{
-    AlpnError, NameType, SniError, SslContext, SslContextBuilder, SslMethod, SslVersion,
-    select_next_proto,
+    AlpnError, NameType, SniError, SslContext, SslContextBuilder, SslMethod, SslVerifyMode,
+    SslVersion, select_next_proto,
 };
 use boring::x509::X509;
+use boring::x509::store::X509StoreBuilder;
 use proxy_config::{GatewayConfig, ListenerTls, WildcardDepth};
 
 use crate::Error;
@@ -62,7 +63,8 @@ impl ServerTls {
                     builder,
                     &certificate.chain_pem,
                     &certificate.private_key_pem,
-                )
+                )?;
+                require_client_certificates(builder, config, tls)
             })
             .map_err(|reason| Error::Certificate {
                 name: served.certificate.clone(),
@@ -87,6 +89,7 @@ impl ServerTls {
                     &certificate.private_key_pem,
                 )?;
             }
+            require_client_certificates(builder, config, tls)?;
             let names = names.clone();
             let by_name = by_name.clone();
             builder.set_servername_callback(move |ssl, _alert| {
@@ -131,6 +134,51 @@ fn context(
     }
     configure(&mut builder)?;
     Ok(builder.build())
+}
+
+/// Frontend mutual TLS: a client certificate must chain to one of the
+/// listener's CA bundles. With `allow_missing` (the spec's
+/// AllowInsecureFallback) a client without one is let in; a wrong one never is.
+fn require_client_certificates(
+    builder: &mut SslContextBuilder,
+    config: &GatewayConfig,
+    tls: &ListenerTls,
+) -> Result<(), String> {
+    let Some(validation) = &tls.client_validation else {
+        return Ok(());
+    };
+    let mut store = X509StoreBuilder::new().map_err(|e| e.to_string())?;
+    let mut count = 0;
+    for name in &validation.ca_bundles {
+        let pem = config
+            .ca_bundles
+            .get(name)
+            .ok_or_else(|| format!("no CA bundle named {name:?}"))?;
+        let cas =
+            X509::stack_from_pem(pem.as_bytes()).map_err(|e| format!("CA bundle {name:?}: {e}"))?;
+        for ca in cas {
+            builder
+                .add_client_ca(&ca)
+                .map_err(|e| format!("CA bundle {name:?}: {e}"))?;
+            store
+                .add_cert(ca)
+                .map_err(|e| format!("CA bundle {name:?}: {e}"))?;
+            count += 1;
+        }
+    }
+    if count == 0 {
+        return Err("client validation has no CA certificate".into());
+    }
+    builder
+        .set_verify_cert_store(store.build())
+        .map_err(|e| e.to_string())?;
+    let mode = if validation.allow_missing {
+        SslVerifyMode::PEER
+    } else {
+        SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT
+    };
+    builder.set_verify(mode);
+    Ok(())
 }
 
 fn load_certificate(

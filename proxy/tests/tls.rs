@@ -9,6 +9,7 @@ use std::process::Command;
 use boring::ssl::SslVersion;
 use http::StatusCode;
 use http_body_util::Empty;
+use proxy_config::Certificate;
 use proxy_config::*;
 use support::*;
 
@@ -262,4 +263,102 @@ fn s_client(port: u16, extra: &[&str]) -> std::process::Output {
         .stdin(std::process::Stdio::null())
         .output()
         .expect("openssl runs")
+}
+
+/// One HTTP/1.1 request over a TLS connection that may be refused at any
+/// point (TLS 1.3 clients learn of a refused certificate after their
+/// handshake, on the first read).
+async fn try_request(
+    address: std::net::SocketAddr,
+    ca: &TestCa,
+    client: Option<&Certificate>,
+) -> Result<StatusCode, String> {
+    let handshake = tls_connect_as(
+        address,
+        ca,
+        Some("a.example.com"),
+        &["http/1.1"],
+        None,
+        client,
+    )
+    .await?;
+    let io = hyper_util::rt::TokioIo::new(handshake.stream);
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(get_request("a.example.com"))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(response.status())
+}
+
+#[tokio::test]
+async fn client_certificates_are_required_unless_the_fallback_allows_none() {
+    let backend = EchoServer::start("web").await;
+    let server_ca = TestCa::new();
+    let client_ca = TestCa::new();
+    let stranger_ca = TestCa::new();
+    let good = client_ca.issue(&["client.example.com"], KeyKind::Ecdsa);
+    let wrong = stranger_ca.issue(&["client.example.com"], KeyKind::Ecdsa);
+    for allow_missing in [false, true] {
+        let port = free_port();
+        let mut config = gateway(
+            vec![Listener {
+                name: "https".into(),
+                port,
+                protocol: Protocol::Https,
+                sources: vec![],
+                tls: Some(ListenerTls {
+                    certificates: vec![ServerCertificate {
+                        certificate: "server".into(),
+                        server_names: vec![],
+                    }],
+                    mode: TlsMode::Terminate,
+                    client_validation: Some(ClientValidation {
+                        ca_bundles: vec!["clients".into()],
+                        allow_missing,
+                    }),
+                }),
+                virtual_hosts: vec![vhost(
+                    "a",
+                    &[],
+                    vec![(prefix("/"), rule("a", vec![to("web", 1)], vec![]))],
+                )],
+                tls_routes: vec![],
+                stream_route: None,
+            }],
+            vec![service("web", &backend)],
+        );
+        config.certificates.insert(
+            "server".into(),
+            server_ca.issue(&["a.example.com"], KeyKind::Ecdsa),
+        );
+        config.ca_bundles.insert("clients".into(), client_ca.pem());
+        let _proxy = InProcessProxy::start(config).await;
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+
+        assert_eq!(
+            try_request(address, &server_ca, Some(&good)).await,
+            Ok(StatusCode::OK),
+            "allow_missing={allow_missing}"
+        );
+        assert!(
+            try_request(address, &server_ca, Some(&wrong))
+                .await
+                .is_err(),
+            "a wrong CA is refused (allow_missing={allow_missing})"
+        );
+        let without = try_request(address, &server_ca, None).await;
+        if allow_missing {
+            assert_eq!(
+                without,
+                Ok(StatusCode::OK),
+                "the fallback lets clients without a certificate in"
+            );
+        } else {
+            assert!(without.is_err(), "no certificate, no entry");
+        }
+    }
 }

@@ -505,7 +505,28 @@ pub async fn tls_connect(
     alpn: &[&str],
     max_version: Option<boring::ssl::SslVersion>,
 ) -> Result<Handshake, String> {
+    tls_connect_as(address, ca, sni, alpn, max_version, None).await
+}
+
+/// [`tls_connect`], presenting `client` as the client certificate.
+pub async fn tls_connect_as(
+    address: SocketAddr,
+    ca: &TestCa,
+    sni: Option<&str>,
+    alpn: &[&str],
+    max_version: Option<boring::ssl::SslVersion>,
+    client: Option<&Certificate>,
+) -> Result<Handshake, String> {
     let mut connector = SslConnector::builder(SslMethod::tls()).expect("connector");
+    if let Some(client) = client {
+        let chain = X509::stack_from_pem(client.chain_pem.as_bytes()).expect("client chain");
+        connector
+            .set_certificate(&chain[0])
+            .expect("client certificate");
+        let key =
+            PKey::private_key_from_pem(client.private_key_pem.as_bytes()).expect("client key");
+        connector.set_private_key(&key).expect("client key");
+    }
     connector
         .cert_store_mut()
         .add_cert(ca.certificate.clone())
