@@ -320,26 +320,10 @@ pub fn compile(
             .ok_or_else(|| Error::Config(format!("no backend named {name:?}")))
     };
 
-    let stream_targets =
-        |backends: &[proxy_config::WeightedBackend]| -> Result<Vec<WeightedTarget>, Error> {
-            backends
-                .iter()
-                .map(|weighted| {
-                    Ok(WeightedTarget {
-                        target: match &weighted.target {
-                            BackendTarget::Backend(name) => Target::Backend(backend(name)?),
-                            BackendTarget::Invalid(reason) => Target::Invalid(reason.clone()),
-                        },
-                        weight: weighted.weight,
-                        filters: Vec::new(),
-                    })
-                })
-                .collect()
-        };
     let stream_route = |route: &RouteRef,
                         backends: &[proxy_config::WeightedBackend]|
      -> Result<StreamRoute, Error> {
-        let backends = stream_targets(backends)?;
+        let backends = compile_targets(backends, &backend, false)?;
         Ok(StreamRoute {
             route: route.clone(),
             total_weight: backends.iter().map(|t| u64::from(t.weight)).sum(),
@@ -375,20 +359,7 @@ pub fn compile(
             .transpose()?;
         let router = HttpRouter::compile(&listener.virtual_hosts, |rule| {
             let filters = compile_filters(&rule.filters, &backend)?;
-            let targets = rule
-                .backends
-                .iter()
-                .map(|weighted| {
-                    Ok(WeightedTarget {
-                        target: match &weighted.target {
-                            BackendTarget::Backend(name) => Target::Backend(backend(name)?),
-                            BackendTarget::Invalid(reason) => Target::Invalid(reason.clone()),
-                        },
-                        weight: weighted.weight,
-                        filters: compile_filters(&weighted.filters, &backend)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, Error>>()?;
+            let targets = compile_targets(&rule.backends, &backend, true)?;
             let route = &rule.route;
             Ok(Arc::new(Rule {
                 metrics: metrics.requests(RequestLabels {
@@ -429,6 +400,32 @@ pub fn compile(
         listeners,
         udp_listeners,
     })
+}
+
+/// Weighted backends resolved to their runtime form; per-backend filters
+/// only where the route kind has them (HTTP).
+fn compile_targets(
+    backends: &[proxy_config::WeightedBackend],
+    backend: &impl Fn(&str) -> Result<Arc<BackendRuntime>, Error>,
+    with_filters: bool,
+) -> Result<Vec<WeightedTarget>, Error> {
+    backends
+        .iter()
+        .map(|weighted| {
+            Ok(WeightedTarget {
+                target: match &weighted.target {
+                    BackendTarget::Backend(name) => Target::Backend(backend(name)?),
+                    BackendTarget::Invalid(reason) => Target::Invalid(reason.clone()),
+                },
+                weight: weighted.weight,
+                filters: if with_filters {
+                    compile_filters(&weighted.filters, backend)?
+                } else {
+                    Vec::new()
+                },
+            })
+        })
+        .collect()
 }
 
 fn compile_filters(

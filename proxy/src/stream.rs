@@ -169,23 +169,7 @@ pub async fn serve_tls_stream(shared: &Shared, listener: &ListenerRuntime, clien
     let Some(route) = listener.tls_routes.route(&name) else {
         return refuse(shared, listener, "no TLS route for the server name");
     };
-    let (mut backend, _endpoint) = match connect(shared, route).await {
-        Ok(connected) => connected,
-        Err(reason) => return refuse(shared, listener, reason),
-    };
-    shared
-        .metrics
-        .stream_connections
-        .fetch_add(1, Ordering::Relaxed);
-    splice(
-        shared,
-        &listener.name,
-        route,
-        &mut stream,
-        &mut backend,
-        started,
-    )
-    .await;
+    forward(shared, listener, route, &mut stream, started).await;
     let _ = stream.shutdown().await;
 }
 
@@ -195,6 +179,19 @@ pub async fn serve_tcp(shared: &Shared, listener: &ListenerRuntime, mut client: 
     let Some(route) = &listener.stream else {
         return refuse(shared, listener, "no TCP route attached");
     };
+    forward(shared, listener, route, &mut client, started).await;
+}
+
+/// Connects to the route's backend and splices the client to it.
+async fn forward<C>(
+    shared: &Shared,
+    listener: &ListenerRuntime,
+    route: &StreamRoute,
+    client: &mut C,
+    started: Instant,
+) where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
     let (mut backend, _endpoint) = match connect(shared, route).await {
         Ok(connected) => connected,
         Err(reason) => return refuse(shared, listener, reason),
@@ -203,15 +200,7 @@ pub async fn serve_tcp(shared: &Shared, listener: &ListenerRuntime, mut client: 
         .metrics
         .stream_connections
         .fetch_add(1, Ordering::Relaxed);
-    splice(
-        shared,
-        &listener.name,
-        route,
-        &mut client,
-        &mut backend,
-        started,
-    )
-    .await;
+    splice(shared, &listener.name, route, client, &mut backend, started).await;
 }
 
 fn refuse(shared: &Shared, listener: &ListenerRuntime, reason: &str) {
