@@ -379,27 +379,38 @@ async fn forward(
         };
         let mut upstream = Request::from_parts(head, body.take().unwrap_or_else(empty));
         let mut uri_parts = http::uri::Parts::default();
-        uri_parts.scheme = Some(http::uri::Scheme::HTTP);
+        uri_parts.scheme = Some(if backend.tls.is_some() {
+            http::uri::Scheme::HTTPS
+        } else {
+            http::uri::Scheme::HTTP
+        });
         uri_parts.authority = Some(endpoint.authority.clone());
         uri_parts.path_and_query = Some(path_and_query.clone());
         match Uri::from_parts(uri_parts) {
             Ok(uri) => *upstream.uri_mut() = uri,
             Err(_) => return text(StatusCode::BAD_REQUEST, "invalid request target\n"),
         }
-        let client = match backend.protocol {
-            BackendProtocol::H2c => {
-                *upstream.version_mut() = Version::HTTP_2;
-                crate::upstream::h2c()
-            }
-            _ => {
-                *upstream.version_mut() = Version::HTTP_11;
-                crate::upstream::http1()
-            }
+        *upstream.version_mut() = if backend.protocol == BackendProtocol::H2c {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
         };
         endpoint
             .in_flight
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let call = client.request(upstream);
+        let call = match &backend.tls {
+            None if backend.protocol == BackendProtocol::H2c => {
+                crate::upstream::h2c().request(upstream)
+            }
+            None => crate::upstream::http1().request(upstream),
+            Some(Ok(client)) => client.request(upstream),
+            Some(Err(_)) => {
+                return text(
+                    StatusCode::BAD_GATEWAY,
+                    "the backend's TLS settings are invalid\n",
+                );
+            }
+        };
         let limit = match (per_try, deadline) {
             (Some(per_try), Some(deadline)) => {
                 Some((tokio::time::Instant::now() + per_try).min(deadline))
@@ -769,7 +780,11 @@ fn mirror(
         return;
     };
     let mut uri_parts = http::uri::Parts::default();
-    uri_parts.scheme = Some(http::uri::Scheme::HTTP);
+    uri_parts.scheme = Some(if backend.tls.is_some() {
+        http::uri::Scheme::HTTPS
+    } else {
+        http::uri::Scheme::HTTP
+    });
     uri_parts.authority = Some(endpoint.authority.clone());
     uri_parts.path_and_query = request.uri().path_and_query().cloned();
     let Ok(uri) = Uri::from_parts(uri_parts) else {
@@ -781,16 +796,18 @@ fn mirror(
     *copy.headers_mut() = request.headers().clone();
     strip_hop_by_hop(copy.headers_mut());
     copy.headers_mut().remove(header::CONTENT_LENGTH);
-    let client = if backend.protocol == BackendProtocol::H2c {
+    if backend.protocol == BackendProtocol::H2c {
         *copy.version_mut() = Version::HTTP_2;
-        crate::upstream::h2c()
-    } else {
-        crate::upstream::http1()
+    }
+    let call = match &backend.tls {
+        None if backend.protocol == BackendProtocol::H2c => crate::upstream::h2c().request(copy),
+        None => crate::upstream::http1().request(copy),
+        Some(Ok(client)) => client.request(copy),
+        Some(Err(_)) => return,
     };
     let _ = connection;
     tokio::spawn(async move {
-        if let Ok(response) =
-            tokio::time::timeout(Duration::from_secs(30), client.request(copy)).await
+        if let Ok(response) = tokio::time::timeout(Duration::from_secs(30), call).await
             && let Ok(response) = response
         {
             // Drain so that the connection returns to the pool.

@@ -51,6 +51,8 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub metrics: Metrics,
     pub registry: EndpointRegistry,
+    /// TLS clients to backends, kept across reloads.
+    pub tls_clients: upstream::TlsClients,
     /// A config has been applied.
     pub configured: AtomicBool,
     /// SIGTERM received: readiness fails so load balancers move away.
@@ -69,6 +71,7 @@ impl Shared {
             }),
             metrics: Metrics::default(),
             registry: EndpointRegistry::default(),
+            tls_clients: upstream::TlsClients::default(),
             configured: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             epoch: Instant::now(),

@@ -174,6 +174,9 @@ impl HeaderEdits {
 pub struct BackendRuntime {
     pub name: String,
     pub protocol: BackendProtocol,
+    /// Re-encrypt (BackendTLSPolicy): the TLS client, or why none could be
+    /// built; such a backend answers 502 rather than sending cleartext.
+    pub tls: Option<Result<crate::upstream::TlsClient, String>>,
     pub load_balancing: LoadBalancing,
     pub endpoints: Vec<Arc<EndpointState>>,
     next: AtomicUsize,
@@ -293,15 +296,23 @@ pub fn compile(
     document: Arc<ConfigDocument>,
     metrics: &Metrics,
     registry: &EndpointRegistry,
+    tls_clients: &crate::upstream::TlsClients,
 ) -> Result<Snapshot, Error> {
     let config = &document.config;
     let backends: HashMap<&str, Arc<BackendRuntime>> = config
         .backends
         .iter()
         .map(|(name, backend)| {
+            let tls = backend.tls.as_ref().map(|tls| {
+                let h2 = backend.protocol == BackendProtocol::H2c;
+                tls_clients.get(config, tls, h2).inspect_err(|reason| {
+                    tracing::warn!(backend = %name, %reason, "backend TLS settings refused; its requests get 502");
+                })
+            });
             let runtime = BackendRuntime {
                 name: name.clone(),
                 protocol: backend.protocol,
+                tls,
                 load_balancing: backend.load_balancing,
                 endpoints: backend
                     .endpoints

@@ -101,6 +101,7 @@ impl Server {
             document.clone(),
             &self.shared.metrics,
             &self.shared.registry,
+            &self.shared.tls_clients,
         )?;
         let mut report = ApplyReport {
             generation: document.generation,

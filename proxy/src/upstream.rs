@@ -2,8 +2,15 @@
 //! the connections it opened, without locks shared with other workers or
 //! cross-thread wake-ups.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use boring::pkey::PKey;
+use boring::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use boring::x509::store::X509StoreBuilder;
+use boring::x509::{X509, X509StoreContextRef};
+use hyper_boring::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -11,6 +18,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::handler::Body;
 
 pub type UpstreamClient = Client<HttpConnector, Body>;
+
+/// A pool of TLS connections to one backend (BackendTLSPolicy).
+pub type TlsClient = Client<HttpsConnector<HttpConnector>, Body>;
 
 struct Clients {
     http1: UpstreamClient,
@@ -46,4 +56,181 @@ pub fn http1() -> UpstreamClient {
 /// This worker's pool of h2c backend connections.
 pub fn h2c() -> UpstreamClient {
     CLIENTS.with(|clients| clients.h2c.clone())
+}
+
+/// TLS clients by their settings, so that a reload that keeps a backend's
+/// TLS settings keeps its pool of connections.
+#[derive(Default)]
+pub struct TlsClients {
+    clients: Mutex<HashMap<String, TlsClient>>,
+}
+
+impl std::fmt::Debug for TlsClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsClients").finish_non_exhaustive()
+    }
+}
+
+impl TlsClients {
+    /// The client for `tls` (reused when its settings are unchanged); an
+    /// error names what BoringSSL refused.
+    pub fn get(
+        &self,
+        config: &proxy_config::GatewayConfig,
+        tls: &proxy_config::BackendTls,
+        h2: bool,
+    ) -> Result<TlsClient, String> {
+        let cas: Vec<Option<&String>> = tls
+            .ca_bundles
+            .iter()
+            .map(|n| config.ca_bundles.get(n))
+            .collect();
+        let client_certificate = tls
+            .client_certificate
+            .as_ref()
+            .and_then(|n| config.certificates.get(n));
+        let key = serde_json::json!([tls, cas, client_certificate, h2]).to_string();
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let client = build_tls_client(config, tls, h2)?;
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
+    /// Forgets clients no backend uses any more.
+    pub fn retain(&self, keep: impl Fn(&TlsClient) -> bool) {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients.retain(|_, client| keep(client));
+    }
+}
+
+fn build_tls_client(
+    config: &proxy_config::GatewayConfig,
+    tls: &proxy_config::BackendTls,
+    h2: bool,
+) -> Result<TlsClient, String> {
+    let mut ssl = SslConnector::builder(SslMethod::tls()).map_err(|e| e.to_string())?;
+    if tls.ca_bundles.is_empty() {
+        ssl.set_default_verify_paths()
+            .map_err(|e| format!("system trust store: {e}"))?;
+    } else {
+        let mut store = X509StoreBuilder::new().map_err(|e| e.to_string())?;
+        for name in &tls.ca_bundles {
+            let pem = config
+                .ca_bundles
+                .get(name)
+                .ok_or_else(|| format!("no CA bundle named {name:?}"))?;
+            for ca in X509::stack_from_pem(pem.as_bytes())
+                .map_err(|e| format!("CA bundle {name:?}: {e}"))?
+            {
+                store
+                    .add_cert(ca)
+                    .map_err(|e| format!("CA bundle {name:?}: {e}"))?;
+            }
+        }
+        ssl.set_cert_store(store.build());
+    }
+    if let Some(name) = &tls.client_certificate {
+        let certificate = config
+            .certificates
+            .get(name)
+            .ok_or_else(|| format!("no certificate named {name:?}"))?;
+        let chain = X509::stack_from_pem(certificate.chain_pem.as_bytes())
+            .map_err(|e| format!("client certificate: {e}"))?;
+        let mut chain = chain.into_iter();
+        let leaf = chain.next().ok_or("client certificate chain is empty")?;
+        ssl.set_certificate(&leaf)
+            .map_err(|e| format!("client certificate: {e}"))?;
+        for intermediate in chain {
+            ssl.add_extra_chain_cert(intermediate)
+                .map_err(|e| format!("client certificate: {e}"))?;
+        }
+        let key = PKey::private_key_from_pem(certificate.private_key_pem.as_bytes())
+            .map_err(|e| format!("client key: {e}"))?;
+        ssl.set_private_key(&key)
+            .map_err(|e| format!("client key: {e}"))?;
+    }
+    ssl.set_verify(SslVerifyMode::PEER);
+    let alpn: &[u8] = if h2 { b"\x02h2" } else { b"\x08http/1.1" };
+    ssl.set_alpn_protos(alpn).map_err(|e| e.to_string())?;
+
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(5)));
+    let mut connector = HttpsConnector::with_connector(http, ssl).map_err(|e| e.to_string())?;
+    // URIs name endpoints by address: send the policy's name as SNI and
+    // verify against it (or against the listed names) instead.
+    connector.set_callback(|config, _| {
+        config.set_use_server_name_indication(false);
+        config.set_verify_hostname(false);
+        Ok(())
+    });
+    let server_name = tls.server_name.clone();
+    let names = Arc::new(tls.subject_alt_names.clone());
+    connector.set_ssl_callback(move |ssl, _| {
+        ssl.set_hostname(&server_name)?;
+        if names.is_empty() {
+            ssl.param_mut().set_host(&server_name)?;
+        } else {
+            let names = names.clone();
+            ssl.set_verify_callback(SslVerifyMode::PEER, move |preverified, context| {
+                preverified && (context.error_depth() != 0 || leaf_has_a_name(context, &names))
+            });
+        }
+        Ok(())
+    });
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .http2_only(h2)
+        .build(connector))
+}
+
+/// Whether the certificate being verified carries one of `names` as a DNS
+/// or URI subject alternative name (`*.` wildcards in the certificate
+/// cover one label).
+fn leaf_has_a_name(context: &X509StoreContextRef, names: &[String]) -> bool {
+    let Some(certificate) = context.current_cert() else {
+        return false;
+    };
+    let Some(alternatives) = certificate.subject_alt_names() else {
+        return false;
+    };
+    alternatives.iter().any(|alternative| {
+        if let Some(dns) = alternative.dnsname() {
+            names.iter().any(|name| dns_matches(dns, name))
+        } else if let Some(uri) = alternative.uri() {
+            names.iter().any(|name| name == uri)
+        } else {
+            false
+        }
+    })
+}
+
+fn dns_matches(pattern: &str, name: &str) -> bool {
+    let (pattern, name) = (pattern.to_ascii_lowercase(), name.to_ascii_lowercase());
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => name
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
+        None => pattern == name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dns_matches;
+
+    #[test]
+    fn certificate_wildcards_cover_one_label() {
+        assert!(dns_matches("backend.internal", "Backend.Internal"));
+        assert!(dns_matches("*.internal", "db.internal"));
+        assert!(!dns_matches("*.internal", "a.db.internal"));
+        assert!(!dns_matches("*.internal", "internal"));
+        assert!(!dns_matches("db.internal", "other.internal"));
+    }
 }
