@@ -55,6 +55,12 @@ impl ListenerRuntime {
     pub fn passthrough(&self) -> bool {
         self.protocol == Protocol::Tls && self.tls.is_none()
     }
+
+    /// Whether a terminating listener also passes some names through, so
+    /// that it must read the ClientHello before deciding.
+    pub fn mixed(&self) -> bool {
+        self.tls.is_some() && self.tls_routes.routes.iter().any(|route| route.passthrough)
+    }
 }
 
 /// TLS routes of a listener, looked up by server name.
@@ -76,6 +82,8 @@ impl TlsRoutes {
 #[derive(Debug)]
 pub struct StreamRoute {
     pub route: RouteRef,
+    /// TLS routes: forward the connection untouched rather than terminate.
+    pub passthrough: bool,
     pub backends: Vec<WeightedTarget>,
     pub total_weight: u64,
 }
@@ -332,11 +340,13 @@ pub fn compile(
     };
 
     let stream_route = |route: &RouteRef,
-                        backends: &[proxy_config::WeightedBackend]|
+                        backends: &[proxy_config::WeightedBackend],
+                        passthrough: bool|
      -> Result<StreamRoute, Error> {
         let backends = compile_targets(backends, &backend, false)?;
         Ok(StreamRoute {
             route: route.clone(),
+            passthrough,
             total_weight: backends.iter().map(|t| u64::from(t.weight)).sum(),
             backends,
         })
@@ -359,14 +369,27 @@ pub fn compile(
                 &route.hostnames,
                 proxy_config::WildcardDepth::AnyLabels,
             );
-            tls_routes
-                .routes
-                .push(stream_route(&route.route, &route.backends)?);
+            // HTTPS listeners only pass names through; TLS listeners
+            // default to their own mode.
+            let listener_mode = listener
+                .tls
+                .as_ref()
+                .map_or(TlsMode::Terminate, |tls| tls.mode);
+            let mode = if listener.protocol == Protocol::Https {
+                TlsMode::Passthrough
+            } else {
+                route.mode.unwrap_or(listener_mode)
+            };
+            tls_routes.routes.push(stream_route(
+                &route.route,
+                &route.backends,
+                mode == TlsMode::Passthrough,
+            )?);
         }
         let stream = listener
             .stream_route
             .as_ref()
-            .map(|route| stream_route(&route.route, &route.backends))
+            .map(|route| stream_route(&route.route, &route.backends, false))
             .transpose()?;
         let router = HttpRouter::compile(&listener.virtual_hosts, |rule| {
             let filters = compile_filters(&rule.filters, &backend)?;

@@ -349,6 +349,17 @@ async fn serve_connection(
         .fetch_add(1, Ordering::Relaxed);
     let listener = shared.snapshot.load().listeners.get(&port).cloned();
     match listener {
+        Some(listener) if listener.mixed() => {
+            if let crate::stream::Mixed::Terminate(stream) =
+                crate::stream::split_mixed(&shared, &listener, stream).await
+            {
+                if listener.protocol == Protocol::Https {
+                    serve_tls(&shared, stream, &listener, client, finishing, drain).await;
+                } else {
+                    crate::stream::serve_tls_stream(&shared, &listener, stream).await;
+                }
+            }
+        }
         Some(listener) if listener.protocol == Protocol::Tcp => {
             crate::stream::serve_tcp(&shared, &listener, stream).await;
         }
@@ -373,14 +384,16 @@ async fn serve_connection(
         .fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn serve_tls(
+async fn serve_tls<S>(
     shared: &Arc<Shared>,
-    stream: TcpStream,
+    stream: S,
     listener: &ListenerRuntime,
     client: SocketAddr,
     finishing: watch::Receiver<bool>,
     drain: watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug + 'static,
+{
     let Some(tls) = &listener.tls else { return };
     let handshake = async {
         let ssl = Ssl::new(tls.context()).map_err(|e| e.to_string())?;

@@ -88,10 +88,11 @@ async fn splice<C, B>(
     );
 }
 
-/// TLS passthrough: route by the ClientHello's server name, then forward
-/// the bytes, ClientHello included, untouched.
-pub async fn serve_passthrough(shared: &Shared, listener: &ListenerRuntime, mut client: TcpStream) {
-    let started = Instant::now();
+/// Reads until the ClientHello is complete; returns the bytes read and
+/// the server name, or why the connection should be closed.
+async fn read_client_hello(
+    client: &mut TcpStream,
+) -> Result<(Vec<u8>, Option<String>), &'static str> {
     let mut hello = Vec::with_capacity(2048);
     let verdict = tokio::time::timeout(CLIENT_HELLO_TIMEOUT, async {
         let mut chunk = [0u8; 4096];
@@ -109,20 +110,27 @@ pub async fn serve_passthrough(shared: &Shared, listener: &ListenerRuntime, mut 
     })
     .await
     .unwrap_or(Sni::Invalid("no ClientHello in time"));
-    let name = match verdict {
-        Sni::Found(Some(name)) => name,
-        Sni::Found(None) => return refuse(shared, listener, "no server name"),
-        Sni::Invalid(reason) => return refuse(shared, listener, reason),
-        Sni::NeedMore => return,
-    };
-    let Some(route) = listener.tls_routes.route(&name) else {
-        return refuse(shared, listener, "no TLS route for the server name");
-    };
+    match verdict {
+        Sni::Found(name) => Ok((hello, name)),
+        Sni::Invalid(reason) => Err(reason),
+        Sni::NeedMore => Err("incomplete ClientHello"),
+    }
+}
+
+/// Replays the ClientHello to the route's backend and splices the rest.
+async fn pass_through(
+    shared: &Shared,
+    listener: &ListenerRuntime,
+    route: &StreamRoute,
+    mut client: TcpStream,
+    hello: &[u8],
+    started: Instant,
+) {
     let (mut backend, _endpoint) = match connect(shared, route).await {
         Ok(connected) => connected,
         Err(reason) => return refuse(shared, listener, reason),
     };
-    if backend.write_all(&hello).await.is_err() {
+    if backend.write_all(hello).await.is_err() {
         return refuse(shared, listener, "backend closed");
     }
     shared
@@ -140,8 +148,125 @@ pub async fn serve_passthrough(shared: &Shared, listener: &ListenerRuntime, mut 
     .await;
 }
 
+/// TLS passthrough: route by the ClientHello's server name, then forward
+/// the bytes, ClientHello included, untouched.
+pub async fn serve_passthrough(shared: &Shared, listener: &ListenerRuntime, mut client: TcpStream) {
+    let started = Instant::now();
+    let (hello, name) = match read_client_hello(&mut client).await {
+        Ok((hello, Some(name))) => (hello, name),
+        Ok((_, None)) => return refuse(shared, listener, "no server name"),
+        Err(reason) => return refuse(shared, listener, reason),
+    };
+    let Some(route) = listener.tls_routes.route(&name) else {
+        return refuse(shared, listener, "no TLS route for the server name");
+    };
+    pass_through(shared, listener, route, client, &hello, started).await;
+}
+
+/// What a listener that both terminates and passes through should do with
+/// a connection, decided by its server name.
+#[derive(Debug)]
+pub enum Mixed {
+    /// Passed through: nothing left to do.
+    Done,
+    /// Terminate here: the stream replays the bytes already read.
+    Terminate(Rewind<TcpStream>),
+}
+
+/// A terminating listener (HTTPS or TLS) with passthrough routes: names of
+/// passthrough routes are spliced untouched, every other name terminated.
+pub async fn split_mixed(
+    shared: &Shared,
+    listener: &ListenerRuntime,
+    mut client: TcpStream,
+) -> Mixed {
+    let started = Instant::now();
+    let (hello, name) = match read_client_hello(&mut client).await {
+        Ok(read) => read,
+        Err(reason) => {
+            refuse(shared, listener, reason);
+            return Mixed::Done;
+        }
+    };
+    if let Some(route) = name
+        .as_deref()
+        .and_then(|name| listener.tls_routes.route(name))
+        .filter(|route| route.passthrough)
+    {
+        pass_through(shared, listener, route, client, &hello, started).await;
+        return Mixed::Done;
+    }
+    Mixed::Terminate(Rewind::new(hello, client))
+}
+
+pin_project_lite::pin_project! {
+    /// A stream that first yields bytes already read from it.
+    #[derive(Debug)]
+    pub struct Rewind<S> {
+        prefix: Vec<u8>,
+        offset: usize,
+        #[pin]
+        inner: S,
+    }
+}
+
+impl<S> Rewind<S> {
+    pub fn new(prefix: Vec<u8>, inner: S) -> Self {
+        Self {
+            prefix,
+            offset: 0,
+            inner,
+        }
+    }
+}
+
+impl<S: AsyncRead> AsyncRead for Rewind<S> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.project();
+        if *this.offset < this.prefix.len() {
+            let rest = &this.prefix[*this.offset..];
+            let count = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..count]);
+            *this.offset += count;
+            return std::task::Poll::Ready(Ok(()));
+        }
+        this.inner.poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.project().inner.poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}
+
 /// TLS terminated here, the decrypted stream routed by server name.
-pub async fn serve_tls_stream(shared: &Shared, listener: &ListenerRuntime, client: TcpStream) {
+pub async fn serve_tls_stream<S>(shared: &Shared, listener: &ListenerRuntime, client: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + std::fmt::Debug,
+{
     let started = Instant::now();
     let Some(tls) = &listener.tls else { return };
     let handshake = async {

@@ -164,11 +164,13 @@ async fn tls_passthrough_routes_by_sni_and_the_backend_terminates() {
             route: route_ref("TLSRoute", "db"),
             hostnames: vec!["db.example.com".into()],
             backends: vec![to("db", 1)],
+            mode: None,
         },
         TlsRoute {
             route: route_ref("TLSRoute", "cache"),
             hostnames: vec!["*.example.net".into()],
             backends: vec![to("cache", 1)],
+            mode: None,
         },
     ];
     let _proxy = InProcessProxy::start(gateway(
@@ -256,6 +258,7 @@ async fn tls_terminated_to_tcp_and_plain_tcp_with_weights() {
         route: route_ref("TLSRoute", "terminated"),
         hostnames: vec!["tcp.example.com".into()],
         backends: vec![to("left", 1)],
+        mode: None,
     }];
     let tcp = stream_listener(
         "tcp",
@@ -400,4 +403,72 @@ async fn open_tcp_connections_survive_reloads() {
         "right:c",
         "new connections follow the new config"
     );
+}
+
+#[tokio::test]
+async fn one_port_passes_some_names_through_and_terminates_https_for_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new();
+    let db = tls_echo(&ca, "db.example.com", dir.path()).await;
+    let web = EchoServer::start("web").await;
+    let port = free_port();
+    let mut listener = http_listener(
+        "https",
+        port,
+        vec![vhost(
+            "https",
+            &["www.example.com"],
+            vec![(prefix("/"), rule("web", vec![to("web", 1)], vec![]))],
+        )],
+    );
+    listener.protocol = Protocol::Https;
+    listener.tls = Some(ListenerTls {
+        certificates: vec![ServerCertificate {
+            certificate: "www".into(),
+            server_names: vec!["www.example.com".into()],
+        }],
+        mode: TlsMode::Terminate,
+        client_validation: None,
+    });
+    listener.tls_routes = vec![TlsRoute {
+        route: route_ref("TLSRoute", "db"),
+        hostnames: vec!["db.example.com".into()],
+        backends: vec![to("db", 1)],
+        mode: Some(TlsMode::Passthrough),
+    }];
+    let mut config = gateway(
+        vec![listener],
+        vec![
+            service("web", &web),
+            backend_at("db", db, BackendProtocol::Tcp),
+        ],
+    );
+    config
+        .certificates
+        .insert("www".into(), ca.issue(&["www.example.com"], KeyKind::Ecdsa));
+    let _proxy = InProcessProxy::start(config).await;
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+
+    let mut passed = tls_connect(address, &ca, Some("db.example.com"), &[], None)
+        .await
+        .expect("passthrough");
+    assert_eq!(
+        passed.subject_cn, "db.example.com",
+        "the backend terminated"
+    );
+    assert_eq!(exchange(&mut passed.stream, "hello db").await, "hello db");
+
+    let terminated = tls_connect(address, &ca, Some("www.example.com"), &["h2"], None)
+        .await
+        .expect("terminated here");
+    assert_eq!(
+        terminated.subject_cn, "www.example.com",
+        "the proxy terminated"
+    );
+    let request = http::Request::get("https://www.example.com/")
+        .body(http_body_util::Empty::new())
+        .expect("request");
+    let echo = request_over(terminated.stream, true, request).await;
+    assert_eq!(echo.status, http::StatusCode::OK);
+    assert_eq!(echo.backend(), "web");
 }

@@ -464,6 +464,11 @@ pub struct TlsRoute {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hostnames: Vec<String>,
     pub backends: Vec<WeightedBackend>,
+    /// Overrides the listener's mode for these names, so that one port can
+    /// pass some names through and terminate others (on an `HTTPS`
+    /// listener, only `Passthrough` routes are allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<TlsMode>,
 }
 }
 

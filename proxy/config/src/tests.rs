@@ -182,6 +182,7 @@ fn sample() -> GatewayConfig {
                     },
                     hostnames: vec!["db.example.com".into()],
                     backends: vec![backend("apps/db:5432")],
+                    mode: None,
                 }],
                 stream_route: None,
             },

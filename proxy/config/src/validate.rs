@@ -194,11 +194,24 @@ impl Validator {
                 format!("a {protocol:?} listener serves no HTTP virtual hosts"),
             );
         }
-        if protocol != Protocol::Tls && !listener.tls_routes.is_empty() {
-            self.error(
+        match protocol {
+            Protocol::Tls => {}
+            // HTTPS and TLS passthrough can share a port, split by SNI.
+            Protocol::Https => {
+                for (index, route) in listener.tls_routes.iter().enumerate() {
+                    if route.mode != Some(TlsMode::Passthrough) {
+                        self.error(
+                            format!("{path}.tlsRoutes[{index}].mode"),
+                            "TLS routes on an HTTPS listener must be Passthrough",
+                        );
+                    }
+                }
+            }
+            _ if !listener.tls_routes.is_empty() => self.error(
                 format!("{path}.tlsRoutes"),
                 format!("a {protocol:?} listener takes no TLS routes"),
-            );
+            ),
+            _ => {}
         }
         if !matches!(protocol, Protocol::Tcp | Protocol::Udp) && listener.stream_route.is_some() {
             self.error(
@@ -219,8 +232,18 @@ impl Validator {
             }
             self.virtual_host(config, &host_path, host);
         }
+        let passthrough_listener = listener
+            .tls
+            .as_ref()
+            .is_some_and(|tls| protocol == Protocol::Tls && tls.mode == TlsMode::Passthrough);
         for (index, route) in listener.tls_routes.iter().enumerate() {
             let route_path = format!("{path}.tlsRoutes[{index}]");
+            if passthrough_listener && route.mode == Some(TlsMode::Terminate) {
+                self.error(
+                    format!("{route_path}.mode"),
+                    "a passthrough listener has no certificates to terminate with",
+                );
+            }
             self.hostnames(&format!("{route_path}.hostnames"), &route.hostnames);
             self.backends(
                 config,
