@@ -80,12 +80,50 @@ async fn splice<C, B>(
         .metrics
         .stream_bytes_sent
         .fetch_add(sent, Ordering::Relaxed);
-    debug!(
+    let route_name = format!("{}/{}", route.route.namespace, route.route.name);
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    debug!(listener, route = %route_name, received, sent, duration_ms, reason, "stream ended");
+    log_stream(
+        shared,
         listener,
-        route = %format!("{}/{}", route.route.namespace, route.route.name),
-        received, sent, duration_ms = started.elapsed().as_millis() as u64, reason,
-        "stream ended"
+        &route_name,
+        received,
+        sent,
+        duration_ms,
+        reason,
     );
+}
+
+/// One access log line per TCP or TLS connection, when the config asks.
+fn log_stream(
+    shared: &Shared,
+    listener: &str,
+    route: &str,
+    received: u64,
+    sent: u64,
+    duration_ms: f64,
+    reason: &str,
+) {
+    use std::io::Write;
+    let format = shared.snapshot.load().document.config.settings.access_log;
+    let line = match format {
+        proxy_config::AccessLog::Off => return,
+        proxy_config::AccessLog::Json => serde_json::json!({
+            "listener": listener,
+            "route": route,
+            "receivedBytes": received,
+            "sentBytes": sent,
+            "durationMs": duration_ms,
+            "close": reason,
+        })
+        .to_string(),
+        proxy_config::AccessLog::Text => {
+            format!(
+                "{listener} {route} received={received} sent={sent} {duration_ms:.3}ms {reason}"
+            )
+        }
+    };
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
 /// Reads until the ClientHello is complete; returns the bytes read and
