@@ -19,6 +19,16 @@ use tokio::net::TcpListener;
 
 /// An HTTPS backend answering with the server name its client sent.
 async fn https_backend(ca: &TestCa, name: &str, dir: &std::path::Path) -> SocketAddr {
+    https_backend_requiring(ca, name, dir, None).await
+}
+
+/// [`https_backend`], requiring a client certificate from `clients` when given.
+async fn https_backend_requiring(
+    ca: &TestCa,
+    name: &str,
+    dir: &std::path::Path,
+    clients: Option<&TestCa>,
+) -> SocketAddr {
     let certificate = ca.issue(&[name], KeyKind::Ecdsa);
     let (cert, key) = (dir.join("backend.crt"), dir.join("backend.key"));
     std::fs::write(&cert, &certificate.chain_pem).expect("cert");
@@ -28,6 +38,18 @@ async fn https_backend(ca: &TestCa, name: &str, dir: &std::path::Path) -> Socket
     acceptor
         .set_private_key_file(&key, SslFiletype::PEM)
         .expect("key");
+    if let Some(clients) = clients {
+        let mut store = boring::x509::store::X509StoreBuilder::new().expect("store");
+        store
+            .add_cert(clients.certificate.clone())
+            .expect("client CA");
+        acceptor
+            .set_verify_cert_store(store.build())
+            .expect("verify store");
+        acceptor.set_verify(
+            boring::ssl::SslVerifyMode::PEER | boring::ssl::SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+        );
+    }
     let acceptor = acceptor.build();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
@@ -161,6 +183,43 @@ async fn backends_see_tls_with_the_policy_name_and_wrong_trust_gets_no_traffic()
             assert!(
                 metrics.contains("portcullis_upstream_connect_failures_total 1"),
                 "{case}: failure counted"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_gateway_presents_its_backend_client_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new();
+    let clients = TestCa::new();
+    let backend =
+        https_backend_requiring(&ca, "backend.internal", dir.path(), Some(&clients)).await;
+    let client = client();
+    for present in [true, false] {
+        let port = free_port();
+        let mut tls = policy("backend.internal", &[]);
+        if present {
+            tls.client_certificate = Some("gateway-client".into());
+        }
+        let mut gateway_config = config(port, backend, ca.pem(), tls);
+        gateway_config.certificates.insert(
+            "gateway-client".into(),
+            clients.issue(&["gateway.example.com"], KeyKind::Ecdsa),
+        );
+        let _proxy = InProcessProxy::start(gateway_config).await;
+        let echo = get(&client, &format!("http://127.0.0.1:{port}/"), &[]).await;
+        if present {
+            assert_eq!(
+                echo.status,
+                StatusCode::OK,
+                "the backend accepted the gateway's certificate"
+            );
+        } else {
+            assert!(
+                echo.status.is_server_error(),
+                "without it the backend refuses: {:?}",
+                echo.status
             );
         }
     }
