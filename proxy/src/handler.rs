@@ -698,32 +698,29 @@ fn apply_cors<B>(
     if !preflight || !headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
         return;
     }
-    let join = |values: &[String]| values.join(", ");
-    let methods = if policy.allow_methods.iter().any(|m| m == "*") {
-        request
-            .headers()
-            .get(header::ACCESS_CONTROL_REQUEST_METHOD)
-            .and_then(|v| v.to_str().ok())
-            .map_or_else(String::new, str::to_owned)
-    } else {
-        join(&policy.allow_methods)
-    };
-    if let Ok(value) = HeaderValue::from_str(&methods) {
-        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, value);
-    }
-    let allow_headers = if policy.allow_headers.iter().any(|h| h == "*") {
-        request
-            .headers()
-            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
-            .and_then(|v| v.to_str().ok())
-            .map_or_else(String::new, str::to_owned)
-    } else {
-        join(&policy.allow_headers)
-    };
-    if !allow_headers.is_empty()
-        && let Ok(value) = HeaderValue::from_str(&allow_headers)
-    {
-        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, value);
+    for (allowed, asked, answer) in [
+        (
+            &policy.allow_methods,
+            header::ACCESS_CONTROL_REQUEST_METHOD,
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+        ),
+        (
+            &policy.allow_headers,
+            header::ACCESS_CONTROL_REQUEST_HEADERS,
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+        ),
+    ] {
+        // `*` allows whatever the preflight asks for: echo it back.
+        let value = if allowed.iter().any(|entry| entry == "*") {
+            request.headers().get(&asked).cloned()
+        } else if allowed.is_empty() {
+            None
+        } else {
+            HeaderValue::from_str(&allowed.join(", ")).ok()
+        };
+        if let Some(value) = value {
+            headers.insert(answer, value);
+        }
     }
     if let Some(max_age) = policy.max_age_seconds {
         headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from(max_age));

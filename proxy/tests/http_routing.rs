@@ -310,3 +310,105 @@ async fn retries_on_listed_status_codes_and_ejects_failing_endpoints() {
         "retried, then the last answer is returned"
     );
 }
+
+#[tokio::test]
+async fn cors_preflights_are_answered_and_simple_requests_get_allow_origin() {
+    let web = EchoServer::start("web").await;
+    let port = free_port();
+    let cors = vec![HttpFilter::Cors(Cors {
+        allow_origins: vec!["https://app.example.com".into()],
+        allow_methods: vec!["GET".into(), "PUT".into()],
+        allow_headers: vec!["*".into()],
+        expose_headers: vec!["x-trace".into()],
+        allow_credentials: true,
+        max_age_seconds: Some(600),
+    })];
+    let _proxy = InProcessProxy::start(gateway(
+        vec![http_listener(
+            "http",
+            port,
+            vec![vhost(
+                "http",
+                &[],
+                vec![(prefix("/"), rule("cors", vec![to("web", 1)], cors))],
+            )],
+        )],
+        vec![service("web", &web)],
+    ))
+    .await;
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let preflight = http::Request::builder()
+        .method("OPTIONS")
+        .uri(format!("http://127.0.0.1:{port}/api"))
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "PUT")
+        .header("access-control-request-headers", "x-custom")
+        .body(http_body_util::Empty::new())
+        .expect("request");
+    let answer = client.request(preflight).await.expect("preflight");
+    assert_eq!(
+        answer.status(),
+        StatusCode::NO_CONTENT,
+        "answered by the proxy"
+    );
+    let header = |name: &str| {
+        answer
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(
+        header("access-control-allow-origin").as_deref(),
+        Some("https://app.example.com")
+    );
+    assert_eq!(
+        header("access-control-allow-methods").as_deref(),
+        Some("GET, PUT")
+    );
+    assert_eq!(
+        header("access-control-allow-headers").as_deref(),
+        Some("x-custom"),
+        "* echoes what was asked"
+    );
+    assert_eq!(
+        header("access-control-allow-credentials").as_deref(),
+        Some("true")
+    );
+    assert_eq!(header("access-control-max-age").as_deref(), Some("600"));
+
+    let simple = get(
+        &client,
+        &format!("http://127.0.0.1:{port}/api"),
+        &[("origin", "https://app.example.com")],
+    )
+    .await;
+    assert_eq!(simple.backend(), "web");
+    assert_eq!(
+        simple
+            .headers
+            .get("access-control-allow-origin")
+            .map(|v| v.as_bytes()),
+        Some(&b"https://app.example.com"[..])
+    );
+    assert_eq!(
+        simple
+            .headers
+            .get("access-control-expose-headers")
+            .map(|v| v.as_bytes()),
+        Some(&b"x-trace"[..])
+    );
+    let stranger = get(
+        &client,
+        &format!("http://127.0.0.1:{port}/api"),
+        &[("origin", "https://evil.example")],
+    )
+    .await;
+    assert!(
+        stranger
+            .headers
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}
