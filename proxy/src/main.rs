@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use proxy::server::Server;
-use proxy::source::FileSource;
+use proxy::source::{FileSource, SecretSource};
 use proxy::{Shared, admin};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
@@ -32,8 +32,16 @@ enum LogFormat {
 struct Args {
     /// Config document to serve (JSON, or gzip-compressed JSON); reloaded
     /// whenever it changes.
-    #[arg(long)]
-    config: PathBuf,
+    #[arg(
+        long,
+        required_unless_present = "config_secret",
+        conflicts_with = "config_secret"
+    )]
+    config: Option<PathBuf>,
+    /// `NAMESPACE/NAME` of the config Secret to watch through the API
+    /// server (Kubernetes mode; credentials from KUBECONFIG or in-cluster).
+    #[arg(long, env = "PORTCULLIS_CONFIG_SECRET")]
+    config_secret: Option<String>,
     /// Check the config and exit: 0 when valid, 1 with every problem otherwise.
     #[arg(long)]
     check: bool,
@@ -112,6 +120,21 @@ fn start_workers(count: usize) -> std::io::Result<Vec<tokio::runtime::Handle>> {
         .collect()
 }
 
+/// Where config documents come from.
+enum Source {
+    File(FileSource),
+    Secret(Box<SecretSource>),
+}
+
+impl Source {
+    async fn next(&mut self) -> Result<proxy_config::ConfigDocument, proxy::Error> {
+        match self {
+            Source::File(file) => file.next().await,
+            Source::Secret(secret) => secret.next().await,
+        }
+    }
+}
+
 fn init_logging(args: &Args) {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -125,21 +148,25 @@ fn init_logging(args: &Args) {
 }
 
 fn check(args: &Args) -> ExitCode {
-    let result = std::fs::read(&args.config)
+    let Some(path) = &args.config else {
+        eprintln!("--check reads a file: pass --config FILE");
+        return ExitCode::FAILURE;
+    };
+    let result = std::fs::read(path)
         .map_err(|err| err.to_string())
         .and_then(|bytes| proxy_config::load(&bytes).map_err(|err| err.to_string()));
     match result {
         Ok(document) => {
             println!(
                 "{}: valid, generation {}, {} listener(s)",
-                args.config.display(),
+                path.display(),
                 document.generation,
                 document.config.listeners.len()
             );
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("{}: {err}", args.config.display());
+            eprintln!("{}: {err}", path.display());
             ExitCode::FAILURE
         }
     }
@@ -165,7 +192,29 @@ async fn run(args: Args, workers: Vec<tokio::runtime::Handle>) -> ExitCode {
         }
     };
     let mut server = Server::with_workers(shared.clone(), args.bind, workers);
-    let mut source = FileSource::new(args.config.clone(), Duration::from_millis(args.poll_ms));
+    let mut source = match (&args.config, &args.config_secret) {
+        (Some(path), _) => Source::File(FileSource::new(
+            path.clone(),
+            Duration::from_millis(args.poll_ms),
+        )),
+        (None, Some(reference)) => {
+            let Some((namespace, name)) = reference.split_once('/') else {
+                error!(reference, "--config-secret takes NAMESPACE/NAME");
+                return ExitCode::FAILURE;
+            };
+            match kube::Client::try_default().await {
+                Ok(client) => Source::Secret(Box::new(SecretSource::new(client, namespace, name))),
+                Err(err) => {
+                    error!(error = %err, "no Kubernetes client configuration");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        (None, None) => {
+            error!("pass --config FILE or --config-secret NAMESPACE/NAME");
+            return ExitCode::FAILURE;
+        }
+    };
     loop {
         tokio::select! {
             next = source.next() => match next {

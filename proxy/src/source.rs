@@ -73,3 +73,98 @@ impl FileSource {
         Ok(Some(bytes))
     }
 }
+
+type SecretEvents = futures::stream::BoxStream<
+    'static,
+    Result<
+        kube::runtime::watcher::Event<k8s_openapi::api::core::v1::Secret>,
+        kube::runtime::watcher::Error,
+    >,
+>;
+
+/// Watches the Gateway's config Secret through the API server (not a
+/// volume mount: mounted Secrets lag by up to a minute) and yields each
+/// new version of its `config` key.
+pub struct SecretSource {
+    api: kube::Api<k8s_openapi::api::core::v1::Secret>,
+    name: String,
+    events: Option<SecretEvents>,
+    last_bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretSource")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The Secret key holding the encoded [`ConfigDocument`].
+pub const SECRET_KEY: &str = "config";
+
+impl SecretSource {
+    pub fn new(client: kube::Client, namespace: &str, name: &str) -> Self {
+        Self {
+            api: kube::Api::namespaced(client, namespace),
+            name: name.to_owned(),
+            events: None,
+            last_bytes: Vec::new(),
+        }
+    }
+
+    /// Waits for the Secret to change and loads it; a missing key or an
+    /// invalid document is an error the caller logs while it keeps serving.
+    pub async fn next(&mut self) -> Result<ConfigDocument, Error> {
+        use futures::StreamExt;
+        use kube::runtime::watcher::{self, Event};
+        loop {
+            let events = self.events.get_or_insert_with(|| {
+                let config =
+                    watcher::Config::default().fields(&format!("metadata.name={}", self.name));
+                watcher::watcher(self.api.clone(), config).boxed()
+            });
+            let event = match events.next().await {
+                Some(event) => event,
+                None => {
+                    self.events = None;
+                    continue;
+                }
+            };
+            let secret = match event {
+                Ok(Event::Apply(secret) | Event::InitApply(secret)) => secret,
+                Ok(Event::Delete(_)) => {
+                    return Err(Error::Config(format!(
+                        "config Secret {} was deleted; the last config keeps serving",
+                        self.name
+                    )));
+                }
+                Ok(Event::Init | Event::InitDone) => continue,
+                Err(err) => {
+                    // The watcher retries by itself; pace the errors.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    return Err(Error::Config(format!(
+                        "watching config Secret {}: {err}",
+                        self.name
+                    )));
+                }
+            };
+            let Some(bytes) = secret
+                .data
+                .as_ref()
+                .and_then(|data| data.get(SECRET_KEY))
+                .map(|b| b.0.clone())
+            else {
+                return Err(Error::Config(format!(
+                    "config Secret {} has no {SECRET_KEY:?} key",
+                    self.name
+                )));
+            };
+            if bytes == self.last_bytes {
+                continue;
+            }
+            self.last_bytes.clone_from(&bytes);
+            return Ok(proxy_config::load(&bytes)?);
+        }
+    }
+}
