@@ -356,12 +356,18 @@ pub fn compile(
     let mut udp_listeners = HashMap::new();
     for listener in &config.listeners {
         let tls = match (&listener.tls, listener.protocol) {
-            (Some(tls), Protocol::Https) => Some(ServerTls::build(config, tls, Alpn::Http)?),
+            (Some(tls), Protocol::Https) => Some(ServerTls::build(config, tls, Alpn::Http)),
             (Some(tls), Protocol::Tls) if tls.mode == TlsMode::Terminate => {
-                Some(ServerTls::build(config, tls, Alpn::None)?)
+                Some(ServerTls::build(config, tls, Alpn::None))
             }
             _ => None,
-        };
+        }
+        .transpose()
+        // Named by listener, so the Pod condition can say which one.
+        .map_err(|source| Error::ListenerTls {
+            listener: listener.name.clone(),
+            source: Box::new(source),
+        })?;
         let mut tls_routes = TlsRoutes::default();
         for (index, route) in listener.tls_routes.iter().enumerate() {
             tls_routes.hosts.insert(

@@ -39,7 +39,10 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Default)]
 pub struct ApplyReport {
     pub generation: u64,
-    /// Listeners whose port could not be bound, with the reason.
+    /// Listeners in the document.
+    pub listeners: usize,
+    /// Listeners whose port could not be bound, with the reason. Ports are
+    /// tried again on every apply, so this is the state after this one.
     pub failed_listeners: Vec<(String, String)>,
 }
 
@@ -105,6 +108,7 @@ impl Server {
         )?;
         let mut report = ApplyReport {
             generation: document.generation,
+            listeners: document.config.listeners.len(),
             ..ApplyReport::default()
         };
         let wanted: HashMap<u16, &str> = document

@@ -1,5 +1,5 @@
-//! Where config documents come from. `--config FILE` polls a file; the
-//! Kubernetes Secret watch arrives with the operator (step 5).
+//! Where config documents come from: `--config FILE` polls a file,
+//! `--config-secret NAMESPACE/NAME` watches a Secret through the API server.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -34,7 +34,7 @@ impl FileSource {
     pub async fn next(&mut self) -> Result<ConfigDocument, Error> {
         loop {
             if let Some(bytes) = self.changed_bytes().await? {
-                return Ok(proxy_config::load(&bytes)?);
+                return load(&bytes);
             }
             tokio::time::sleep(self.interval).await;
         }
@@ -90,6 +90,9 @@ pub struct SecretSource {
     name: String,
     events: Option<SecretEvents>,
     last_bytes: Vec<u8>,
+    /// The current list (the watch's initial one, or a re-list) has
+    /// yielded the Secret.
+    listed: bool,
 }
 
 impl std::fmt::Debug for SecretSource {
@@ -110,11 +113,13 @@ impl SecretSource {
             name: name.to_owned(),
             events: None,
             last_bytes: Vec::new(),
+            listed: false,
         }
     }
 
-    /// Waits for the Secret to change and loads it; a missing key or an
-    /// invalid document is an error the caller logs while it keeps serving.
+    /// Waits for the Secret to change and loads it; a missing Secret or key
+    /// ([`Error::ConfigMissing`]) or an invalid document is an error the
+    /// caller logs while it keeps serving.
     pub async fn next(&mut self) -> Result<ConfigDocument, Error> {
         use futures::StreamExt;
         use kube::runtime::watcher::{self, Event};
@@ -132,18 +137,36 @@ impl SecretSource {
                 }
             };
             let secret = match event {
-                Ok(Event::Apply(secret) | Event::InitApply(secret)) => secret,
+                Ok(Event::Apply(secret)) => secret,
+                Ok(Event::InitApply(secret)) => {
+                    self.listed = true;
+                    secret
+                }
                 Ok(Event::Delete(_)) => {
-                    return Err(Error::Config(format!(
-                        "config Secret {} was deleted; the last config keeps serving",
+                    // A Secret written again with the same bytes is applied again.
+                    self.last_bytes.clear();
+                    return Err(Error::ConfigMissing(format!(
+                        "config Secret {} was deleted",
                         self.name
                     )));
                 }
-                Ok(Event::Init | Event::InitDone) => continue,
+                Ok(Event::Init) => {
+                    self.listed = false;
+                    continue;
+                }
+                Ok(Event::InitDone) if !self.listed => {
+                    // The list came back without it: it does not exist (yet).
+                    self.last_bytes.clear();
+                    return Err(Error::ConfigMissing(format!(
+                        "config Secret {} not found",
+                        self.name
+                    )));
+                }
+                Ok(Event::InitDone) => continue,
                 Err(err) => {
                     // The watcher retries by itself; pace the errors.
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    return Err(Error::Config(format!(
+                    return Err(Error::Watch(format!(
                         "watching config Secret {}: {err}",
                         self.name
                     )));
@@ -155,7 +178,8 @@ impl SecretSource {
                 .and_then(|data| data.get(SECRET_KEY))
                 .map(|b| b.0.clone())
             else {
-                return Err(Error::Config(format!(
+                self.last_bytes.clear();
+                return Err(Error::ConfigMissing(format!(
                     "config Secret {} has no {SECRET_KEY:?} key",
                     self.name
                 )));
@@ -164,7 +188,19 @@ impl SecretSource {
                 continue;
             }
             self.last_bytes.clone_from(&bytes);
-            return Ok(proxy_config::load(&bytes)?);
+            return load(&bytes);
         }
     }
+}
+
+/// Decodes and validates like [`proxy_config::load`], keeping the
+/// generation of a document that decodes but is invalid
+/// ([`Error::Invalid`]) so that the refusal can name it.
+fn load(bytes: &[u8]) -> Result<ConfigDocument, Error> {
+    let document = proxy_config::decode(bytes).map_err(proxy_config::LoadError::from)?;
+    proxy_config::validate(&document).map_err(|source| Error::Invalid {
+        generation: document.generation,
+        source,
+    })?;
+    Ok(document)
 }
