@@ -4,7 +4,8 @@
 //! [`server::Server`] compiles each ([`runtime`]) and swaps it in, and every
 //! request is routed ([`router`]) and forwarded ([`handler`]) on the snapshot
 //! current when it arrived. [`admin`] serves health, metrics and the live
-//! config on its own port.
+//! config on its own port; [`status`] reports what is live on the proxy's
+//! own Pod.
 
 pub mod admin;
 pub mod handler;
@@ -14,6 +15,7 @@ pub mod runtime;
 pub mod server;
 pub mod sni;
 pub mod source;
+pub mod status;
 pub mod stream;
 pub mod tls;
 pub mod upstream;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use proxy::server::Server;
 use proxy::source::{FileSource, SecretSource};
+use proxy::status::{Outcome, PodRef, Reporter, Tracker};
 use proxy::{Shared, admin};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
@@ -42,6 +43,12 @@ struct Args {
     /// server (Kubernetes mode; credentials from KUBECONFIG or in-cluster).
     #[arg(long, env = "PORTCULLIS_CONFIG_SECRET")]
     config_secret: Option<String>,
+    /// `NAMESPACE/NAME` of the proxy's own Pod, whose condition
+    /// `gateway.portcullis.io/ConfigApplied` reports the applied generation
+    /// (Kubernetes mode only). Default: the downward API's `POD_NAMESPACE`
+    /// and `POD_NAME`; with neither, nothing is reported.
+    #[arg(long, env = "PORTCULLIS_POD")]
+    pod: Option<String>,
     /// Check the config and exit: 0 when valid, 1 with every problem otherwise.
     #[arg(long)]
     check: bool,
@@ -192,27 +199,59 @@ async fn run(args: Args, workers: Vec<tokio::runtime::Handle>) -> ExitCode {
         }
     };
     let mut server = Server::with_workers(shared.clone(), args.bind, workers);
+    let mut reporter = None;
     let mut source = match (&args.config, &args.config_secret) {
-        (Some(path), _) => Source::File(FileSource::new(
-            path.clone(),
-            Duration::from_millis(args.poll_ms),
-        )),
+        (Some(path), _) => {
+            if args.pod.is_some() {
+                warn!("--pod is ignored with --config: only Kubernetes mode reports to its Pod");
+            }
+            Source::File(FileSource::new(
+                path.clone(),
+                Duration::from_millis(args.poll_ms),
+            ))
+        }
         (None, Some(reference)) => {
             let Some((namespace, name)) = reference.split_once('/') else {
                 error!(reference, "--config-secret takes NAMESPACE/NAME");
                 return ExitCode::FAILURE;
             };
-            match kube::Client::try_default().await {
-                Ok(client) => Source::Secret(Box::new(SecretSource::new(client, namespace, name))),
+            let pod = match PodRef::resolve(args.pod.as_deref(), |key| std::env::var(key).ok()) {
+                Ok(pod) => pod,
+                Err(err) => {
+                    error!(error = %err, "--pod takes NAMESPACE/NAME");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let client = match kube::Client::try_default().await {
+                Ok(client) => client,
                 Err(err) => {
                     error!(error = %err, "no Kubernetes client configuration");
                     return ExitCode::FAILURE;
                 }
+            };
+            match pod {
+                Some(pod) => {
+                    info!(%pod, "reporting to the Pod's condition");
+                    reporter = Some(Reporter::start(client.clone(), pod));
+                }
+                None => warn!(
+                    "no Pod to report to (--pod, or POD_NAMESPACE and POD_NAME); \
+                     its readiness gate will never pass"
+                ),
             }
+            Source::Secret(Box::new(SecretSource::new(client, namespace, name)))
         }
         (None, None) => {
             error!("pass --config FILE or --config-secret NAMESPACE/NAME");
             return ExitCode::FAILURE;
+        }
+    };
+    // Turns each outcome into the Pod condition; the reporter writes it in
+    // the background, so this loop never waits for the API server.
+    let mut tracker = Tracker::default();
+    let mut publish = |outcome: Outcome<'_>| {
+        if let (Some(reporter), Some(condition)) = (&reporter, tracker.observe(outcome)) {
+            reporter.report(condition);
         }
     };
     loop {
@@ -228,16 +267,19 @@ async fn run(args: Args, workers: Vec<tokio::runtime::Handle>) -> ExitCode {
                                 warn!(listener, reason, "listener not serving");
                             }
                             info!(generation, "config applied");
+                            publish(Outcome::Applied(&report));
                         }
                         Err(err) => {
                             shared.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
                             error!(generation, error = %err, "config refused; the previous one keeps serving");
+                            publish(Outcome::Refused { generation: Some(generation), error: &err });
                         }
                     }
                 }
                 Err(err) => {
                     shared.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
-                    error!(error = %err, "config refused; the previous one keeps serving");
+                    error!(generation = err.generation(), error = %err, "config refused; the previous one keeps serving");
+                    publish(Outcome::Refused { generation: None, error: &err });
                     tokio::time::sleep(Duration::from_millis(args.poll_ms)).await;
                 }
             },
