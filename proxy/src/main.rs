@@ -278,7 +278,11 @@ async fn run(args: Args, workers: Vec<tokio::runtime::Handle>) -> ExitCode {
                 }
                 Err(err) => {
                     shared.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
-                    error!(generation = err.generation(), error = %err, "config refused; the previous one keeps serving");
+                    if shared.configured.load(Ordering::Relaxed) {
+                        error!(generation = err.generation(), error = %err, "config refused; the previous one keeps serving");
+                    } else {
+                        error!(generation = err.generation(), error = %err, "no config to serve yet");
+                    }
                     publish(Outcome::Refused { generation: None, error: &err });
                     tokio::time::sleep(Duration::from_millis(args.poll_ms)).await;
                 }
