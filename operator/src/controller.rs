@@ -1,0 +1,1084 @@
+//! The operator's I/O: watch caches, one reconcile loop that coalesces
+//! bursts, server-side apply of provisioned objects, status writes.
+//!
+//! Coalescing: every watch event rings one bell ([`Notify`] keeps at most one
+//! permit). A change after a quiet spell is reconciled at once; changes that
+//! arrive while a reconcile runs are folded into the next one, so a burst of
+//! a thousand edits costs a handful of passes, each writing only what
+//! changed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crds::ProxyConfig;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::discovery::ApiResource;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+use tracing::{debug, error, info, warn};
+
+use crate::admin::Metrics;
+use crate::conditions::merge;
+use crate::discovery::{GatewayApis, discover};
+use crate::provision::{self, Desired, PROXY_NAME, Settings};
+use crate::snapshot::{DeployedConfig, Key, ProxyPod, RouteKind, Snapshot, key_of};
+use crate::translate::{GatewayPlan, Translation, translate};
+use crate::{
+    CONFIG_APPLIED_CONDITION, CONFIG_HASH_ANNOTATION, CONTROLLER_NAME, Error, FIELD_MANAGER,
+    GATEWAY_NAME_LABEL, GENERATION_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, SPEC_HASH_ANNOTATION,
+};
+
+/// Typed watch caches of core and Portcullis kinds.
+struct CoreStores {
+    services: Store<Service>,
+    endpoint_slices: Store<EndpointSlice>,
+    secrets: Store<Secret>,
+    config_maps: Store<ConfigMap>,
+    namespaces: Store<Namespace>,
+    proxy_configs: Store<ProxyConfig>,
+    pods: Store<Pod>,
+    deployments: Store<Deployment>,
+    service_accounts: Store<ServiceAccount>,
+    roles: Store<Role>,
+    role_bindings: Store<RoleBinding>,
+    autoscalers: Store<HorizontalPodAutoscaler>,
+    budgets: Store<PodDisruptionBudget>,
+}
+
+/// Runs the operator until `shutdown` resolves: discovers the Gateway API,
+/// watches, reconciles while leader; starts over when Gateway API CRDs change.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    leader: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(), Error> {
+    loop {
+        let apis = match discover(&client).await {
+            Ok(apis) if apis.complete() => apis,
+            Ok(_) => {
+                warn!(
+                    "the Gateway API CRDs (GatewayClass, Gateway) are not installed; waiting for them"
+                );
+                metrics.ready.store(false, Ordering::Relaxed);
+                wait_for_crd_change(&client).await;
+                continue;
+            }
+            Err(err) => {
+                error!(error = %err, "discovery failed; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        };
+        info!(
+            kinds = ?apis.resources.iter().map(|(k, r)| format!("{k}/{}", r.version)).collect::<Vec<_>>(),
+            bundle_version = ?apis.bundle_version,
+            "watching the served Gateway API kinds"
+        );
+        let mut controller = Controller::start(
+            client.clone(),
+            settings.clone(),
+            apis.clone(),
+            metrics.clone(),
+            leader.clone(),
+        );
+        tokio::select! {
+            () = controller.reconcile_forever() => {}
+            () = crd_changed(&client, &apis) => {
+                info!("Gateway API CRDs changed; discovering again");
+            }
+        }
+        controller.stop();
+        metrics.ready.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Resolves when discovery would answer differently than `apis`.
+async fn crd_changed(client: &Client, apis: &GatewayApis) {
+    loop {
+        wait_for_crd_change(client).await;
+        match discover(client).await {
+            Ok(now) if &now != apis => return,
+            _ => {}
+        }
+    }
+}
+
+async fn wait_for_crd_change(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut events = watcher(crds, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut initial = true;
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::InitDone) => initial = false,
+            Ok(watcher::Event::Apply(crd) | watcher::Event::Delete(crd))
+                if !initial && crd.name_any().ends_with(crate::GATEWAY_GROUP) =>
+            {
+                // Let a batch of CRD changes land before looking.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                return;
+            }
+            Err(err) => {
+                debug!(error = %err, "CRD watch");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            _ => {}
+        }
+    }
+}
+
+struct Controller {
+    client: Client,
+    settings: Settings,
+    apis: GatewayApis,
+    metrics: Arc<Metrics>,
+    leader: Arc<std::sync::atomic::AtomicBool>,
+    bell: Arc<Notify>,
+    core: CoreStores,
+    gateway_stores: BTreeMap<String, Store<DynamicObject>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Highest config generation written per Gateway, so that generations
+    /// only grow even when a config Secret is deleted by hand.
+    generations: BTreeMap<Key, (u64, String)>,
+}
+
+impl Controller {
+    fn start(
+        client: Client,
+        settings: Settings,
+        apis: GatewayApis,
+        metrics: Arc<Metrics>,
+        leader: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Controller {
+        let bell = Arc::new(Notify::new());
+        let mut tasks = Vec::new();
+        let managed =
+            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+        let all = watcher::Config::default;
+        let core = CoreStores {
+            services: typed(&client, all(), &bell, &mut tasks),
+            endpoint_slices: typed(&client, all(), &bell, &mut tasks),
+            secrets: typed(&client, all(), &bell, &mut tasks),
+            config_maps: typed(&client, all(), &bell, &mut tasks),
+            namespaces: typed(&client, all(), &bell, &mut tasks),
+            proxy_configs: typed(&client, all(), &bell, &mut tasks),
+            pods: typed(
+                &client,
+                watcher::Config::default()
+                    .labels(&format!("{}={PROXY_NAME}", provision::NAME_LABEL)),
+                &bell,
+                &mut tasks,
+            ),
+            deployments: typed(&client, managed.clone(), &bell, &mut tasks),
+            service_accounts: typed(&client, managed.clone(), &bell, &mut tasks),
+            roles: typed(&client, managed.clone(), &bell, &mut tasks),
+            role_bindings: typed(&client, managed.clone(), &bell, &mut tasks),
+            autoscalers: typed(&client, managed.clone(), &bell, &mut tasks),
+            budgets: typed(&client, managed, &bell, &mut tasks),
+        };
+        let mut gateway_stores = BTreeMap::new();
+        for (kind, resource) in &apis.resources {
+            gateway_stores.insert(
+                kind.clone(),
+                dynamic(&client, resource.clone(), &bell, &mut tasks),
+            );
+        }
+        Controller {
+            client,
+            settings,
+            apis,
+            metrics,
+            leader,
+            bell,
+            core,
+            gateway_stores,
+            tasks,
+            generations: BTreeMap::new(),
+        }
+    }
+
+    fn stop(&mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+    }
+
+    async fn wait_ready(&self) {
+        let core = &self.core;
+        let _ = futures::join!(
+            core.services.wait_until_ready(),
+            core.endpoint_slices.wait_until_ready(),
+            core.secrets.wait_until_ready(),
+            core.config_maps.wait_until_ready(),
+            core.namespaces.wait_until_ready(),
+            core.proxy_configs.wait_until_ready(),
+            core.pods.wait_until_ready(),
+            core.deployments.wait_until_ready(),
+            core.service_accounts.wait_until_ready(),
+            core.roles.wait_until_ready(),
+            core.role_bindings.wait_until_ready(),
+            core.autoscalers.wait_until_ready(),
+            core.budgets.wait_until_ready(),
+        );
+        for store in self.gateway_stores.values() {
+            let _ = store.wait_until_ready().await;
+        }
+    }
+
+    async fn reconcile_forever(&mut self) {
+        self.wait_ready().await;
+        self.metrics.ready.store(true, Ordering::Relaxed);
+        info!("caches synced");
+        let mut retry = Duration::from_millis(500);
+        loop {
+            if self.leader.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let outcome = self.reconcile().await;
+                let elapsed = started.elapsed();
+                self.metrics.observe_reconcile(elapsed, outcome.is_ok());
+                match outcome {
+                    Ok(writes) => {
+                        retry = Duration::from_millis(500);
+                        debug!(
+                            writes,
+                            elapsed_ms = elapsed.as_millis() as u64,
+                            "reconciled"
+                        );
+                    }
+                    Err(err) => {
+                        warn!(error = %err, retry_ms = retry.as_millis() as u64, "reconcile failed; retrying");
+                        tokio::time::sleep(retry).await;
+                        retry = (retry * 2).min(Duration::from_secs(10));
+                        continue;
+                    }
+                }
+            }
+            // Wait for a change, or resync now and then.
+            let _ = tokio::time::timeout(Duration::from_secs(60), self.bell.notified()).await;
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let mut snapshot = Snapshot {
+            served: self.apis.served(),
+            ..Snapshot::default()
+        };
+        let parsed = |kind: &str| -> Vec<Arc<DynamicObject>> {
+            self.gateway_stores
+                .get(kind)
+                .map(|s| s.state())
+                .unwrap_or_default()
+        };
+        snapshot.gateway_classes = parse_all(parsed("GatewayClass"));
+        snapshot.gateways = parse_all(parsed("Gateway"));
+        snapshot.http_routes = parse_all(parsed("HTTPRoute"));
+        snapshot.grpc_routes = parse_all(parsed("GRPCRoute"));
+        snapshot.tls_routes = parse_all(
+            parsed("TLSRoute")
+                .into_iter()
+                .map(fill_tls_route_defaults)
+                .collect(),
+        );
+        snapshot.tcp_routes = parse_all(parsed("TCPRoute"));
+        snapshot.udp_routes = parse_all(parsed("UDPRoute"));
+        snapshot.reference_grants = parse_all(parsed("ReferenceGrant"));
+        snapshot.backend_tls_policies = parse_all(parsed("BackendTLSPolicy"));
+        let core = &self.core;
+        for service in core.services.state() {
+            snapshot
+                .services
+                .insert(key_of(&service.metadata), (*service).clone());
+        }
+        for slice in core.endpoint_slices.state() {
+            let namespace = slice.metadata.namespace.clone().unwrap_or_default();
+            if let Some(service) = slice.labels().get("kubernetes.io/service-name") {
+                snapshot
+                    .endpoint_slices
+                    .entry((namespace, service.clone()))
+                    .or_default()
+                    .push((*slice).clone());
+            }
+        }
+        for list in snapshot.endpoint_slices.values_mut() {
+            list.sort_by_key(|s| s.metadata.name.clone());
+        }
+        for secret in core.secrets.state() {
+            let key = key_of(&secret.metadata);
+            if is_managed(&secret.metadata)
+                && let Some(gateway) = secret.labels().get(GATEWAY_NAME_LABEL)
+            {
+                let annotations = secret.annotations();
+                let deployed = DeployedConfig {
+                    generation: annotations
+                        .get(GENERATION_ANNOTATION)
+                        .and_then(|g| g.parse().ok())
+                        .unwrap_or(0),
+                    hash: annotations
+                        .get(CONFIG_HASH_ANNOTATION)
+                        .cloned()
+                        .unwrap_or_default(),
+                };
+                snapshot
+                    .deployed
+                    .insert((key.0.clone(), gateway.clone()), deployed);
+            }
+            snapshot.secrets.insert(key, (*secret).clone());
+        }
+        for map in core.config_maps.state() {
+            snapshot
+                .config_maps
+                .insert(key_of(&map.metadata), (*map).clone());
+        }
+        for namespace in core.namespaces.state() {
+            snapshot.namespaces.insert(
+                namespace.name_any(),
+                namespace.metadata.labels.clone().unwrap_or_default(),
+            );
+        }
+        for config in core.proxy_configs.state() {
+            snapshot
+                .proxy_configs
+                .insert(key_of(&config.metadata), (*config).clone());
+        }
+        for pod in core.pods.state() {
+            let Some(gateway) = pod.labels().get(GATEWAY_NAME_LABEL) else {
+                continue;
+            };
+            let key = (
+                pod.metadata.namespace.clone().unwrap_or_default(),
+                gateway.clone(),
+            );
+            let proxy_pod = proxy_pod(&pod);
+            snapshot.proxy_pods.entry(key).or_default().push(proxy_pod);
+        }
+        // Generations only grow: the Secret's, unless this process wrote a
+        // newer one (not seen yet, or the Secret was deleted by hand) or a
+        // proxy already serves a newer one (the operator restarted after the
+        // Secret was deleted): then the next write goes past it.
+        let mut keys: BTreeSet<Key> = snapshot.proxy_pods.keys().cloned().collect();
+        keys.extend(self.generations.keys().cloned());
+        for key in keys {
+            let pods_max = snapshot
+                .proxy_pods
+                .get(&key)
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.applied_generation)
+                .max()
+                .unwrap_or(0);
+            let mut best = snapshot.deployed.get(&key).cloned().unwrap_or_default();
+            if let Some((generation, hash)) = self.generations.get(&key)
+                && *generation > best.generation
+            {
+                best = DeployedConfig {
+                    generation: *generation,
+                    hash: hash.clone(),
+                };
+            }
+            if pods_max > best.generation {
+                best = DeployedConfig {
+                    generation: pods_max,
+                    hash: String::new(),
+                };
+            }
+            snapshot.deployed.insert(key, best);
+        }
+        snapshot
+    }
+
+    /// One pass: translate, apply what changed, write statuses that changed.
+    /// Returns the number of writes.
+    async fn reconcile(&mut self) -> Result<usize, Error> {
+        let snapshot = self.snapshot();
+        let translation = translate(&snapshot);
+        let mut writes = 0;
+        let mut first_error: Option<Error> = None;
+        let mut note = |result: Result<usize, Error>| match result {
+            Ok(n) => writes += n,
+            Err(err) => {
+                warn!(error = %err, "write failed");
+                if first_error.is_none() {
+                    first_error = Some(err);
+                }
+            }
+        };
+
+        // Provisioned objects and config Secrets, Gateway by Gateway.
+        let mut wanted: BTreeSet<(String, String, String)> = BTreeSet::new();
+        let mut applies = Vec::new();
+        for (key, plan) in &translation.gateways {
+            if !plan.provision {
+                continue;
+            }
+            let mut objects = provision::objects(key, plan, &self.settings);
+            match self.config_secret(key, plan, &snapshot) {
+                Ok(secret) => objects.push(secret),
+                Err(err) => {
+                    note(Err(err));
+                    continue;
+                }
+            }
+            for object in objects {
+                wanted.insert((
+                    object.kind.to_owned(),
+                    object.namespace.clone(),
+                    object.name.clone(),
+                ));
+                if self.live_hash(&object).as_deref() != Some(object.hash.as_str()) {
+                    applies.push(object);
+                }
+            }
+            let remembered = self.generations.get(key).map_or(0, |(g, _)| *g);
+            if plan.generation >= remembered {
+                self.generations
+                    .insert(key.clone(), (plan.generation, plan.config_hash.clone()));
+            }
+        }
+        let results =
+            futures::future::join_all(applies.iter().map(|object| self.apply(object))).await;
+        for result in results {
+            note(result.map(|()| 1));
+        }
+        note(self.delete_stale(&wanted).await);
+
+        // Statuses.
+        let now = Time(Timestamp::now());
+        note(self.write_class_statuses(&translation, &now).await);
+        note(self.write_gateway_statuses(&translation, &now).await);
+        note(self.write_route_statuses(&translation, &now).await);
+        note(self.write_policy_statuses(&translation, &now).await);
+        self.metrics
+            .writes
+            .fetch_add(writes as u64, Ordering::Relaxed);
+        self.metrics
+            .gateways
+            .store(translation.gateways.len() as u64, Ordering::Relaxed);
+        match first_error {
+            Some(err) => Err(err),
+            None => Ok(writes),
+        }
+    }
+
+    fn config_secret(
+        &self,
+        key: &Key,
+        plan: &GatewayPlan,
+        snapshot: &Snapshot,
+    ) -> Result<Desired, Error> {
+        let _ = snapshot;
+        if let Err(errors) = proxy_config::validate(&proxy_config::ConfigDocument::new(
+            plan.generation,
+            plan.config.clone(),
+        )) {
+            // A translation bug: never ship what the proxy would refuse.
+            error!(gateway = %format!("{}/{}", key.0, key.1), %errors, "compiled config is invalid; not written");
+        }
+        let document = proxy_config::ConfigDocument::new(plan.generation, plan.config.clone());
+        let encoded = proxy_config::encode(&document).map_err(|source| Error::Encode {
+            gateway: format!("{}/{}", key.0, key.1),
+            source,
+        })?;
+        let mut desired = provision::config_secret(key, plan, encoded);
+        // The config hash decides whether the Secret is rewritten.
+        desired.hash = format!("{}:{}", plan.generation, plan.config_hash);
+        Ok(desired)
+    }
+
+    fn live_hash(&self, object: &Desired) -> Option<String> {
+        fn spec_hash<K>(store: &Store<K>, name: &str, namespace: &str) -> Option<String>
+        where
+            K: Resource<DynamicType = ()> + Clone + 'static,
+        {
+            let reference = kube::runtime::reflector::ObjectRef::<K>::new(name).within(namespace);
+            store.get(&reference).and_then(|o| {
+                o.meta()
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(SPEC_HASH_ANNOTATION).cloned())
+            })
+        }
+        let (name, namespace) = (object.name.as_str(), object.namespace.as_str());
+        let core = &self.core;
+        match object.kind {
+            "Deployment" => spec_hash(&core.deployments, name, namespace),
+            "ServiceAccount" => spec_hash(&core.service_accounts, name, namespace),
+            "Role" => spec_hash(&core.roles, name, namespace),
+            "RoleBinding" => spec_hash(&core.role_bindings, name, namespace),
+            "HorizontalPodAutoscaler" => spec_hash(&core.autoscalers, name, namespace),
+            "PodDisruptionBudget" => spec_hash(&core.budgets, name, namespace),
+            "Service" => spec_hash(&core.services, name, namespace),
+            "Secret" => {
+                let reference =
+                    kube::runtime::reflector::ObjectRef::<Secret>::new(name).within(namespace);
+                core.secrets.get(&reference).and_then(|o| {
+                    let a = o.metadata.annotations.clone().unwrap_or_default();
+                    Some(format!(
+                        "{}:{}",
+                        a.get(GENERATION_ANNOTATION)?,
+                        a.get(CONFIG_HASH_ANNOTATION)?
+                    ))
+                })
+            }
+            _ => None,
+        }
+    }
+
+    async fn apply(&self, object: &Desired) -> Result<(), Error> {
+        let api = self.dynamic_api(object.api_version, object.kind, &object.namespace);
+        api.patch(
+            &object.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&object.body),
+        )
+        .await?;
+        info!(kind = object.kind, namespace = %object.namespace, name = %object.name, "applied");
+        Ok(())
+    }
+
+    fn dynamic_api(&self, api_version: &str, kind: &str, namespace: &str) -> Api<DynamicObject> {
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let plural = match kind {
+            "ServiceAccount" => "serviceaccounts",
+            "Role" => "roles",
+            "RoleBinding" => "rolebindings",
+            "Deployment" => "deployments",
+            "Service" => "services",
+            "Secret" => "secrets",
+            "HorizontalPodAutoscaler" => "horizontalpodautoscalers",
+            "PodDisruptionBudget" => "poddisruptionbudgets",
+            _ => "unknown",
+        };
+        let resource =
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+        Api::namespaced_with(self.client.clone(), namespace, &resource)
+    }
+
+    /// Removes provisioned objects no Gateway wants any more.
+    async fn delete_stale(
+        &self,
+        wanted: &BTreeSet<(String, String, String)>,
+    ) -> Result<usize, Error> {
+        let mut stale: Vec<(&'static str, &'static str, String, String)> = Vec::new();
+        let mut collect =
+            |api_version: &'static str,
+             kind: &'static str,
+             metas: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>| {
+                for meta in metas {
+                    if !is_managed(&meta) || meta.deletion_timestamp.is_some() {
+                        continue;
+                    }
+                    let (namespace, name) = key_of(&meta);
+                    if !wanted.contains(&(kind.to_owned(), namespace.clone(), name.clone())) {
+                        stale.push((api_version, kind, namespace, name));
+                    }
+                }
+            };
+        let core = &self.core;
+        collect(
+            "apps/v1",
+            "Deployment",
+            core.deployments
+                .state()
+                .iter()
+                .map(|o| o.metadata.clone())
+                .collect(),
+        );
+        collect(
+            "v1",
+            "ServiceAccount",
+            core.service_accounts
+                .state()
+                .iter()
+                .map(|o| o.metadata.clone())
+                .collect(),
+        );
+        collect(
+            "rbac.authorization.k8s.io/v1",
+            "Role",
+            core.roles
+                .state()
+                .iter()
+                .map(|o| o.metadata.clone())
+                .collect(),
+        );
+        collect(
+            "rbac.authorization.k8s.io/v1",
+            "RoleBinding",
+            core.role_bindings
+                .state()
+                .iter()
+                .map(|o| o.metadata.clone())
+                .collect(),
+        );
+        collect(
+            "autoscaling/v2",
+            "HorizontalPodAutoscaler",
+            core.autoscalers
+                .state()
+                .iter()
+                .map(|o| o.metadata.clone())
+                .collect(),
+        );
+        collect(
+            "policy/v1",
+            "PodDisruptionBudget",
+            core.budgets
+                .state()
+                .iter()
+                .map(|o| o.metadata.clone())
+                .collect(),
+        );
+        collect(
+            "v1",
+            "Service",
+            core.services
+                .state()
+                .iter()
+                .map(|o| o.metadata.clone())
+                .collect(),
+        );
+        collect(
+            "v1",
+            "Secret",
+            core.secrets
+                .state()
+                .iter()
+                .map(|o| o.metadata.clone())
+                .collect(),
+        );
+        let mut count = 0;
+        for (api_version, kind, namespace, name) in stale {
+            let api = self.dynamic_api(api_version, kind, &namespace);
+            match api.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => {
+                    info!(kind, %namespace, %name, "deleted stale object");
+                    count += 1;
+                }
+                Err(kube::Error::Api(response)) if response.code == 404 => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(count)
+    }
+
+    fn gateway_api(&self, kind: &str, namespace: Option<&str>) -> Option<Api<DynamicObject>> {
+        let resource = self.apis.resources.get(kind)?;
+        Some(match namespace {
+            Some(namespace) => Api::namespaced_with(self.client.clone(), namespace, resource),
+            None => Api::all_with(self.client.clone(), resource),
+        })
+    }
+
+    fn live(&self, kind: &str, namespace: Option<&str>, name: &str) -> Option<Arc<DynamicObject>> {
+        let store = self.gateway_stores.get(kind)?;
+        let resource = self.apis.resources.get(kind)?;
+        let mut reference =
+            kube::runtime::reflector::ObjectRef::<DynamicObject>::new_with(name, resource.clone());
+        if let Some(namespace) = namespace {
+            reference = reference.within(namespace);
+        }
+        store.get(&reference)
+    }
+
+    async fn patch_status(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+        live: &DynamicObject,
+        status: serde_json::Value,
+    ) -> Result<usize, Error> {
+        let Some(api) = self.gateway_api(kind, namespace) else {
+            return Ok(0);
+        };
+        // resourceVersion makes this a compare-and-swap: a concurrent writer
+        // (another controller sharing the object) makes it fail and the next
+        // pass recomputes from what it wrote.
+        let patch = serde_json::json!({
+            "metadata": { "resourceVersion": live.metadata.resource_version },
+            "status": status,
+        });
+        match api
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(1),
+            Err(kube::Error::Api(response)) if response.code == 409 || response.code == 404 => {
+                self.bell.notify_one();
+                Ok(0)
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn write_class_statuses(
+        &self,
+        translation: &Translation,
+        now: &Time,
+    ) -> Result<usize, Error> {
+        let mut writes = 0;
+        for (name, status) in &translation.classes {
+            let Some(live) = self.live("GatewayClass", None, name) else {
+                continue;
+            };
+            let existing: Vec<Condition> = conditions_at(&live.data, "/status/conditions");
+            let mut desired = status.clone();
+            if let Some(conditions) = desired.conditions.as_mut() {
+                merge(conditions, &existing, now);
+            }
+            let desired = to_json(&desired)?;
+            if live.data.get("status") == Some(&desired) {
+                continue;
+            }
+            writes += self
+                .patch_status("GatewayClass", None, name, &live, desired)
+                .await?;
+        }
+        Ok(writes)
+    }
+
+    async fn write_gateway_statuses(
+        &self,
+        translation: &Translation,
+        now: &Time,
+    ) -> Result<usize, Error> {
+        let mut writes = 0;
+        for ((namespace, name), plan) in &translation.gateways {
+            let Some(live) = self.live("Gateway", Some(namespace), name) else {
+                continue;
+            };
+            let mut desired = plan.status.clone();
+            let existing: Vec<Condition> = conditions_at(&live.data, "/status/conditions");
+            if let Some(conditions) = desired.conditions.as_mut() {
+                merge(conditions, &existing, now);
+            }
+            let live_listeners = live
+                .data
+                .pointer("/status/listeners")
+                .cloned()
+                .and_then(|v| {
+                    serde_json::from_value::<Vec<gwapi::gateways::GatewayStatusListeners>>(v).ok()
+                })
+                .unwrap_or_default();
+            for listener in desired.listeners.iter_mut().flatten() {
+                let existing = live_listeners
+                    .iter()
+                    .find(|l| l.name == listener.name)
+                    .map(|l| l.conditions.clone())
+                    .unwrap_or_default();
+                merge(&mut listener.conditions, &existing, now);
+            }
+            let mut desired = to_json(&desired)?;
+            // Keep fields other writers own (none today) by merging over.
+            if let (Some(live_status), Some(object)) =
+                (live.data.get("status"), desired.as_object_mut())
+            {
+                if live_status.get("addresses").is_some() && object.get("addresses").is_none() {
+                    object.insert("addresses".to_owned(), serde_json::Value::Null);
+                }
+            }
+            if status_equal(live.data.get("status"), &desired) {
+                continue;
+            }
+            writes += self
+                .patch_status("Gateway", Some(namespace), name, &live, desired)
+                .await?;
+        }
+        Ok(writes)
+    }
+
+    async fn write_route_statuses(
+        &self,
+        translation: &Translation,
+        now: &Time,
+    ) -> Result<usize, Error> {
+        let mut writes = 0;
+        for ((kind, (namespace, name)), ours) in &translation.routes {
+            let kind_name = kind.name();
+            let Some(live) = self.live(kind_name, Some(namespace), name) else {
+                continue;
+            };
+            let parents: Vec<serde_json::Value> = live
+                .data
+                .pointer("/status/parents")
+                .and_then(|p| p.as_array())
+                .cloned()
+                .unwrap_or_default();
+            let (mine, others): (Vec<_>, Vec<_>) = parents.into_iter().partition(|p| {
+                p.get("controllerName").and_then(|c| c.as_str()) == Some(CONTROLLER_NAME)
+            });
+            if ours.is_empty() && mine.is_empty() {
+                continue;
+            }
+            let mut desired_parents = others.clone();
+            for parent in ours {
+                let mut parent = parent.clone();
+                let existing: Vec<Condition> = mine
+                    .iter()
+                    .find(|m| {
+                        m.get("parentRef")
+                            .and_then(|r| {
+                                serde_json::from_value::<crate::translate::ParentRef>(r.clone())
+                                    .ok()
+                            })
+                            .is_some_and(|r| same_parent(&r, &parent.parent_ref, namespace))
+                    })
+                    .map(|m| conditions_at(m, "/conditions"))
+                    .unwrap_or_default();
+                merge(&mut parent.conditions, &existing, now);
+                desired_parents.push(to_json(&parent)?);
+            }
+            let current: Vec<serde_json::Value> = live
+                .data
+                .pointer("/status/parents")
+                .and_then(|p| p.as_array())
+                .cloned()
+                .unwrap_or_default();
+            if current == desired_parents {
+                continue;
+            }
+            let status = serde_json::json!({ "parents": desired_parents });
+            writes += self
+                .patch_status(kind_name, Some(namespace), name, &live, status)
+                .await?;
+        }
+        Ok(writes)
+    }
+
+    async fn write_policy_statuses(
+        &self,
+        translation: &Translation,
+        now: &Time,
+    ) -> Result<usize, Error> {
+        let mut writes = 0;
+        for ((namespace, name), ours) in &translation.policies {
+            let Some(live) = self.live("BackendTLSPolicy", Some(namespace), name) else {
+                continue;
+            };
+            let ancestors: Vec<serde_json::Value> = live
+                .data
+                .pointer("/status/ancestors")
+                .and_then(|p| p.as_array())
+                .cloned()
+                .unwrap_or_default();
+            let (mine, others): (Vec<_>, Vec<_>) = ancestors.iter().cloned().partition(|p| {
+                p.get("controllerName").and_then(|c| c.as_str()) == Some(CONTROLLER_NAME)
+            });
+            if ours.is_empty() && mine.is_empty() {
+                continue;
+            }
+            let mut desired = others;
+            for ancestor in ours {
+                let mut ancestor = ancestor.clone();
+                let existing = mine
+                    .iter()
+                    .find(|m| {
+                        m.pointer("/ancestorRef/name").and_then(|n| n.as_str())
+                            == Some(ancestor.ancestor_ref.name.as_str())
+                    })
+                    .map(|m| conditions_at(m, "/conditions"))
+                    .unwrap_or_default();
+                merge(&mut ancestor.conditions, &existing, now);
+                desired.push(to_json(&ancestor)?);
+            }
+            if ancestors == desired {
+                continue;
+            }
+            let status = serde_json::json!({ "ancestors": desired });
+            writes += self
+                .patch_status("BackendTLSPolicy", Some(namespace), name, &live, status)
+                .await?;
+        }
+        Ok(writes)
+    }
+}
+
+fn same_parent(
+    a: &crate::translate::ParentRef,
+    b: &crate::translate::ParentRef,
+    route_namespace: &str,
+) -> bool {
+    a.name == b.name
+        && a.namespace.as_deref().unwrap_or(route_namespace)
+            == b.namespace.as_deref().unwrap_or(route_namespace)
+        && a.section_name == b.section_name
+        && a.port == b.port
+}
+
+/// Compares statuses as the API server stores them: absent and null fields
+/// are the same.
+fn status_equal(live: Option<&serde_json::Value>, desired: &serde_json::Value) -> bool {
+    fn strip(value: &serde_json::Value) -> serde_json::Value {
+        match value {
+            serde_json::Value::Object(map) => serde_json::Value::Object(
+                map.iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| (k.clone(), strip(v)))
+                    .collect(),
+            ),
+            serde_json::Value::Array(list) => {
+                serde_json::Value::Array(list.iter().map(strip).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    live.map(strip) == Some(strip(desired))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(value).map_err(|source| Error::Json {
+        what: "status".to_owned(),
+        source,
+    })
+}
+
+fn conditions_at(value: &serde_json::Value, pointer: &str) -> Vec<Condition> {
+    value
+        .pointer(pointer)
+        .cloned()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default()
+}
+
+fn is_managed(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
+    meta.labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY_LABEL))
+        .is_some_and(|v| v == MANAGED_BY)
+}
+
+/// What a proxy Pod reports: Ready, and its `ConfigApplied` condition, whose
+/// message starts with `generation N` (the generation it serves).
+pub fn proxy_pod(pod: &Pod) -> ProxyPod {
+    let conditions = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let ready = conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    let applied = conditions
+        .iter()
+        .find(|c| c.type_ == CONFIG_APPLIED_CONDITION);
+    let generation_in = |message: &str| -> Option<u64> {
+        message
+            .strip_prefix("generation ")?
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    ProxyPod {
+        name: pod.name_any(),
+        ready,
+        applied_generation: applied
+            .filter(|c| c.status == "True")
+            .and_then(|c| c.message.as_deref().and_then(generation_in)),
+        failure: applied.filter(|c| c.status == "False").map(|c| {
+            (
+                c.reason.clone().unwrap_or_default(),
+                c.message.clone().unwrap_or_default(),
+            )
+        }),
+        terminating: pod.metadata.deletion_timestamp.is_some(),
+    }
+}
+
+/// v1alpha2 TLSRoutes may omit `hostnames`, which v1 requires.
+fn fill_tls_route_defaults(object: Arc<DynamicObject>) -> Arc<DynamicObject> {
+    if object.data.pointer("/spec/hostnames").is_some() {
+        return object;
+    }
+    let mut object = (*object).clone();
+    if let Some(spec) = object.data.get_mut("spec").and_then(|s| s.as_object_mut()) {
+        spec.insert("hostnames".to_owned(), serde_json::json!([]));
+    }
+    Arc::new(object)
+}
+
+fn parse_all<K: Resource + DeserializeOwned>(objects: Vec<Arc<DynamicObject>>) -> Vec<K> {
+    let mut out = Vec::with_capacity(objects.len());
+    for object in objects {
+        let name = object.name_any();
+        match (*object).clone().try_parse::<K>() {
+            Ok(parsed) => out.push(parsed),
+            Err(err) => warn!(%name, error = %err, "cannot read object; ignored"),
+        }
+    }
+    out
+}
+
+fn typed<K>(
+    client: &Client,
+    config: watcher::Config,
+    bell: &Arc<Notify>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+{
+    let api: Api<K> = Api::all(client.clone());
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
+    tasks.push(tokio::spawn(ring_on_events(
+        stream,
+        bell.clone(),
+        std::any::type_name::<K>(),
+    )));
+    reader
+}
+
+fn dynamic(
+    client: &Client,
+    resource: ApiResource,
+    bell: &Arc<Notify>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Store<DynamicObject> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+    let writer = reflector::store::Writer::new(resource.clone());
+    let reader = writer.as_reader();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).default_backoff(),
+    );
+    let kind: &'static str = Box::leak(resource.kind.clone().into_boxed_str());
+    tasks.push(tokio::spawn(ring_on_events(stream, bell.clone(), kind)));
+    reader
+}
+
+async fn ring_on_events<S, K>(stream: S, bell: Arc<Notify>, what: &'static str)
+where
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
+{
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(_) => bell.notify_one(),
+            Err(err) => warn!(kind = what, error = %err, "watch error; retrying"),
+        }
+    }
+}
+
+/// Kinds the route status writer handles, for completeness checks in tests.
+pub const ROUTE_KINDS: [RouteKind; 5] = RouteKind::ALL;

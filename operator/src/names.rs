@@ -1,0 +1,66 @@
+//! Names of provisioned objects (GEP-1762): `<gateway>-<class>`, bounded to
+//! 63 characters so that it is a valid label value and Service name.
+
+use sha2::{Digest, Sha256};
+
+/// Longest name every provisioned kind accepts (Service names and label
+/// values are the tightest).
+pub const MAX_NAME: usize = 63;
+
+/// `<gateway>-<class>`, or, when longer than [`MAX_NAME`], a prefix of it
+/// followed by `-` and eight hex digits of the full name's SHA-256, so that
+/// two long names that share a prefix still differ, and the same Gateway
+/// always gets the same name.
+pub fn provisioned(gateway: &str, class: &str) -> String {
+    let full = format!("{gateway}-{class}");
+    if full.len() <= MAX_NAME {
+        return full;
+    }
+    let digest = Sha256::digest(full.as_bytes());
+    let suffix: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let mut prefix: String = full.chars().take(MAX_NAME - 1 - suffix.len()).collect();
+    // A DNS label may not end with '-' or '.'.
+    while prefix.ends_with(['-', '.']) {
+        prefix.pop();
+    }
+    format!("{prefix}-{suffix}")
+}
+
+/// Hex SHA-256 of some bytes, for hashes kept in annotations.
+pub fn hash_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn short_names_are_gateway_dash_class() {
+        assert_eq!(provisioned("edge", "portcullis"), "edge-portcullis");
+    }
+
+    #[test]
+    fn long_names_are_bounded_stable_and_distinct() {
+        let a = provisioned(&"a".repeat(60), "portcullis");
+        let b = provisioned(&format!("{}b", "a".repeat(59)), "portcullis");
+        assert_eq!(a.len(), MAX_NAME);
+        assert_eq!(a, provisioned(&"a".repeat(60), "portcullis"));
+        assert_ne!(a, b);
+    }
+
+    proptest! {
+        #[test]
+        fn always_a_valid_label_value(gateway in "[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", class in "[a-z0-9]([a-z0-9.-]{0,60}[a-z0-9])?") {
+            let name = provisioned(&gateway, &class);
+            prop_assert!(name.len() <= MAX_NAME);
+            prop_assert!(!name.ends_with('-') && !name.ends_with('.'));
+            prop_assert!(!name.starts_with('-'));
+        }
+    }
+}

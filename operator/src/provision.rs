@@ -1,0 +1,560 @@
+//! Plan → the objects a Gateway owns (GEP-1762): ServiceAccount, Role and
+//! RoleBinding, config Secret, Deployment, Service, and HPA/PDB when asked
+//! for. Pure: the controller applies them with server-side apply.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::autoscaling::v2::{
+    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
+    MetricTarget, ResourceMetricSource,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    ObjectFieldSelector, PodReadinessGate, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, Secret, SecurityContext, Service, ServiceAccount,
+    ServicePort as CoreServicePort, ServiceSpec, Sysctl,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::Serialize;
+
+use crate::snapshot::Key;
+use crate::translate::{GatewayPlan, parse_duration_ms};
+use crate::{
+    CONFIG_APPLIED_CONDITION, CONFIG_HASH_ANNOTATION, CONFIG_SECRET_KEY, GATEWAY_CLASS_LABEL,
+    GATEWAY_NAME_LABEL, GENERATION_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, SPEC_HASH_ANNOTATION,
+    names,
+};
+
+/// Port of the proxy's admin server (health, readiness, metrics) in its Pod.
+pub const ADMIN_PORT: u16 = 19001;
+/// Label naming the provisioned instance; proxy Pods are selected by it.
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+pub const NAME_LABEL: &str = "app.kubernetes.io/name";
+pub const PROXY_NAME: &str = "portcullis-proxy";
+
+/// How the operator runs proxies, from its own flags.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The proxy image, unless a ProxyConfig says otherwise.
+    pub proxy_image: String,
+}
+
+/// One object to apply, as the JSON server-side apply sends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    /// `apiVersion`, `kind`, name: what the controller needs to route it.
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub name: String,
+    pub namespace: String,
+    pub body: serde_json::Value,
+    /// Hash of `body` without this hash: equal on the live object, no write.
+    pub hash: String,
+}
+
+/// Every object a Gateway owns but its config Secret, which carries its own
+/// generation (see [`config_secret`]).
+pub fn objects(gateway: &Key, plan: &GatewayPlan, settings: &Settings) -> Vec<Desired> {
+    let name = names::provisioned(&gateway.1, &plan.class);
+    let meta = |extra_labels: &BTreeMap<String, String>,
+                extra_annotations: &BTreeMap<String, String>| {
+        base_meta(gateway, plan, &name, extra_labels, extra_annotations)
+    };
+    let none = BTreeMap::new();
+    let spec = &plan.parameters.spec;
+    let mut out = Vec::new();
+
+    out.push(desired(
+        "v1",
+        "ServiceAccount",
+        &ServiceAccount {
+            metadata: meta(&none, &none),
+            automount_service_account_token: Some(true),
+            ..ServiceAccount::default()
+        },
+    ));
+    out.push(desired(
+        "rbac.authorization.k8s.io/v1",
+        "Role",
+        &Role {
+            metadata: meta(&none, &none),
+            rules: Some(vec![
+                PolicyRule {
+                    api_groups: Some(vec![String::new()]),
+                    resources: Some(vec!["secrets".to_owned()]),
+                    resource_names: Some(vec![name.clone()]),
+                    verbs: vec!["get".to_owned(), "list".to_owned(), "watch".to_owned()],
+                    ..PolicyRule::default()
+                },
+                PolicyRule {
+                    api_groups: Some(vec![String::new()]),
+                    resources: Some(vec!["pods/status".to_owned()]),
+                    verbs: vec!["get".to_owned(), "patch".to_owned()],
+                    ..PolicyRule::default()
+                },
+            ]),
+        },
+    ));
+    out.push(desired(
+        "rbac.authorization.k8s.io/v1",
+        "RoleBinding",
+        &RoleBinding {
+            metadata: meta(&none, &none),
+            role_ref: RoleRef {
+                api_group: Some("rbac.authorization.k8s.io".to_owned()),
+                kind: "Role".to_owned(),
+                name: name.clone(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "ServiceAccount".to_owned(),
+                name: name.clone(),
+                namespace: Some(gateway.0.clone()),
+                ..Subject::default()
+            }]),
+        },
+    ));
+
+    let selector: BTreeMap<String, String> = [
+        (NAME_LABEL.to_owned(), PROXY_NAME.to_owned()),
+        (INSTANCE_LABEL.to_owned(), name.clone()),
+    ]
+    .into();
+    out.push(desired(
+        "apps/v1",
+        "Deployment",
+        &deployment(gateway, plan, settings, &name, &selector),
+    ));
+
+    if !plan.ports.is_empty() {
+        let service_settings = spec.service.clone().unwrap_or_default();
+        let service_type = match service_settings.service_type.unwrap_or_default() {
+            crds::ServiceType::LoadBalancer => "LoadBalancer",
+            crds::ServiceType::NodePort => "NodePort",
+            crds::ServiceType::ClusterIp => "ClusterIP",
+        };
+        out.push(desired(
+            "v1",
+            "Service",
+            &Service {
+                metadata: meta(&service_settings.labels, &service_settings.annotations),
+                spec: Some(ServiceSpec {
+                    type_: Some(service_type.to_owned()),
+                    selector: Some(selector.clone()),
+                    ports: Some(
+                        plan.ports
+                            .iter()
+                            .map(|port| CoreServicePort {
+                                name: Some(port.name.clone()),
+                                port: i32::from(port.port),
+                                target_port: Some(IntOrString::Int(i32::from(port.port))),
+                                protocol: Some(port.protocol.to_owned()),
+                                ..CoreServicePort::default()
+                            })
+                            .collect(),
+                    ),
+                    load_balancer_class: service_settings.load_balancer_class.clone(),
+                    load_balancer_source_ranges: service_settings
+                        .load_balancer_source_ranges
+                        .clone(),
+                    external_traffic_policy: service_settings.external_traffic_policy.map(|p| {
+                        match p {
+                            crds::ExternalTrafficPolicy::Cluster => "Cluster",
+                            crds::ExternalTrafficPolicy::Local => "Local",
+                        }
+                        .to_owned()
+                    }),
+                    load_balancer_ip: plan
+                        .requested_address
+                        .clone()
+                        .filter(|_| service_type == "LoadBalancer"),
+                    ..ServiceSpec::default()
+                }),
+                status: None,
+            },
+        ));
+    }
+
+    if let Some(autoscaling) = &spec.autoscaling {
+        let mut metrics = Vec::new();
+        let cpu = autoscaling.target_cpu_utilization_percentage;
+        let memory = autoscaling.target_memory_utilization_percentage;
+        let resource = |name: &str, percent: i32| MetricSpec {
+            type_: "Resource".to_owned(),
+            resource: Some(ResourceMetricSource {
+                name: name.to_owned(),
+                target: MetricTarget {
+                    type_: "Utilization".to_owned(),
+                    average_utilization: Some(percent),
+                    ..MetricTarget::default()
+                },
+            }),
+            ..MetricSpec::default()
+        };
+        if cpu.is_some() || memory.is_none() {
+            metrics.push(resource("cpu", cpu.unwrap_or(80)));
+        }
+        if let Some(memory) = memory {
+            metrics.push(resource("memory", memory));
+        }
+        out.push(desired(
+            "autoscaling/v2",
+            "HorizontalPodAutoscaler",
+            &HorizontalPodAutoscaler {
+                metadata: meta(&none, &none),
+                spec: HorizontalPodAutoscalerSpec {
+                    scale_target_ref: CrossVersionObjectReference {
+                        api_version: Some("apps/v1".to_owned()),
+                        kind: "Deployment".to_owned(),
+                        name: name.clone(),
+                    },
+                    min_replicas: Some(autoscaling.min_replicas.unwrap_or(1)),
+                    max_replicas: autoscaling.max_replicas,
+                    metrics: Some(metrics),
+                    ..HorizontalPodAutoscalerSpec::default()
+                },
+                status: None,
+            },
+        ));
+    }
+    if let Some(budget) = &spec.pod_disruption_budget {
+        out.push(desired(
+            "policy/v1",
+            "PodDisruptionBudget",
+            &PodDisruptionBudget {
+                metadata: meta(&none, &none),
+                spec: Some(PodDisruptionBudgetSpec {
+                    min_available: budget.min_available.clone(),
+                    max_unavailable: budget.max_unavailable.clone(),
+                    selector: Some(LabelSelector {
+                        match_labels: Some(selector.clone()),
+                        ..LabelSelector::default()
+                    }),
+                    ..PodDisruptionBudgetSpec::default()
+                }),
+                status: None,
+            },
+        ));
+    }
+    out
+}
+
+/// The config Secret, with the document's generation and hash annotated so
+/// that they are read without decoding.
+pub fn config_secret(gateway: &Key, plan: &GatewayPlan, encoded: Vec<u8>) -> Desired {
+    let name = names::provisioned(&gateway.1, &plan.class);
+    let annotations: BTreeMap<String, String> = [
+        (
+            GENERATION_ANNOTATION.to_owned(),
+            plan.generation.to_string(),
+        ),
+        (CONFIG_HASH_ANNOTATION.to_owned(), plan.config_hash.clone()),
+    ]
+    .into();
+    let secret = Secret {
+        metadata: base_meta(gateway, plan, &name, &BTreeMap::new(), &annotations),
+        data: Some([(CONFIG_SECRET_KEY.to_owned(), ByteString(encoded))].into()),
+        type_: Some("Opaque".to_owned()),
+        ..Secret::default()
+    };
+    desired("v1", "Secret", &secret)
+}
+
+fn base_meta(
+    gateway: &Key,
+    plan: &GatewayPlan,
+    name: &str,
+    extra_labels: &BTreeMap<String, String>,
+    extra_annotations: &BTreeMap<String, String>,
+) -> ObjectMeta {
+    let mut labels = plan.parameters.labels.clone();
+    labels.extend(extra_labels.clone());
+    labels.insert(GATEWAY_NAME_LABEL.to_owned(), gateway.1.clone());
+    labels.insert(GATEWAY_CLASS_LABEL.to_owned(), plan.class.clone());
+    labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned());
+    let mut annotations = plan.parameters.annotations.clone();
+    annotations.extend(extra_annotations.clone());
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: Some(gateway.0.clone()),
+        labels: Some(labels),
+        annotations: Some(annotations),
+        owner_references: Some(vec![OwnerReference {
+            api_version: "gateway.networking.k8s.io/v1".to_owned(),
+            kind: "Gateway".to_owned(),
+            name: gateway.1.clone(),
+            uid: plan.uid.clone(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }]),
+        ..ObjectMeta::default()
+    }
+}
+
+fn deployment(
+    gateway: &Key,
+    plan: &GatewayPlan,
+    settings: &Settings,
+    name: &str,
+    selector: &BTreeMap<String, String>,
+) -> Deployment {
+    let spec = &plan.parameters.spec;
+    let pod = spec.pod.clone().unwrap_or_default();
+    let container_settings = spec.container.clone().unwrap_or_default();
+    let mut pod_labels = plan.parameters.labels.clone();
+    pod_labels.extend(pod.labels.clone());
+    pod_labels.insert(GATEWAY_NAME_LABEL.to_owned(), gateway.1.clone());
+    pod_labels.insert(GATEWAY_CLASS_LABEL.to_owned(), plan.class.clone());
+    pod_labels.extend(selector.clone());
+    let mut pod_annotations = plan.parameters.annotations.clone();
+    pod_annotations.extend(pod.annotations.clone());
+
+    let level = spec
+        .logging
+        .as_ref()
+        .and_then(|l| l.level)
+        .map(|level| {
+            serde_json::to_value(level)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+        })
+        .unwrap_or(None)
+        .unwrap_or_else(|| "info".to_owned());
+    let field = |path: &str| EnvVarSource {
+        field_ref: Some(ObjectFieldSelector {
+            field_path: path.to_owned(),
+            ..ObjectFieldSelector::default()
+        }),
+        ..EnvVarSource::default()
+    };
+    let mut env = vec![
+        EnvVar {
+            name: "POD_NAME".to_owned(),
+            value_from: Some(field("metadata.name")),
+            ..EnvVar::default()
+        },
+        EnvVar {
+            name: "POD_NAMESPACE".to_owned(),
+            value_from: Some(field("metadata.namespace")),
+            ..EnvVar::default()
+        },
+    ];
+    if let Some(threads) = spec.worker_threads {
+        env.push(EnvVar {
+            name: "PORTCULLIS_WORKER_THREADS".to_owned(),
+            value: Some(threads.to_string()),
+            ..EnvVar::default()
+        });
+    }
+    env.extend(container_settings.env.clone());
+    let resources = container_settings
+        .resources
+        .clone()
+        .unwrap_or_else(|| ResourceRequirements {
+            requests: Some(
+                [
+                    ("cpu".to_owned(), Quantity("100m".to_owned())),
+                    ("memory".to_owned(), Quantity("128Mi".to_owned())),
+                ]
+                .into(),
+            ),
+            ..ResourceRequirements::default()
+        });
+    let probe = |path: &str| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::Int(i32::from(ADMIN_PORT)),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(2),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    };
+    let mut ports: Vec<ContainerPort> = plan
+        .ports
+        .iter()
+        .map(|port| ContainerPort {
+            name: None,
+            container_port: i32::from(port.port),
+            protocol: Some(port.protocol.to_owned()),
+            ..ContainerPort::default()
+        })
+        .collect();
+    ports.push(ContainerPort {
+        name: Some("admin".to_owned()),
+        container_port: i32::from(ADMIN_PORT),
+        protocol: Some("TCP".to_owned()),
+        ..ContainerPort::default()
+    });
+    let drain_ms = spec
+        .shutdown
+        .as_ref()
+        .and_then(|s| s.drain_timeout.as_deref())
+        .and_then(parse_duration_ms)
+        .unwrap_or(60_000);
+    let container = Container {
+        name: "proxy".to_owned(),
+        image: Some(
+            container_settings
+                .image
+                .clone()
+                .unwrap_or_else(|| settings.proxy_image.clone()),
+        ),
+        args: Some(vec![
+            "--config-secret".to_owned(),
+            format!("$(POD_NAMESPACE)/{name}"),
+            "--admin".to_owned(),
+            format!("0.0.0.0:{ADMIN_PORT}"),
+            "--log-level".to_owned(),
+            level,
+            "--log-format".to_owned(),
+            "json".to_owned(),
+        ]),
+        env: Some(env),
+        ports: Some(ports),
+        resources: Some(resources),
+        readiness_probe: Some(probe("/readyz")),
+        liveness_probe: Some(Probe {
+            initial_delay_seconds: Some(5),
+            ..probe("/healthz")
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                ..Capabilities::default()
+            }),
+            run_as_non_root: Some(true),
+            read_only_root_filesystem: Some(true),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    };
+    Deployment {
+        metadata: base_meta(gateway, plan, name, &BTreeMap::new(), &BTreeMap::new()),
+        spec: Some(DeploymentSpec {
+            replicas: if spec.autoscaling.is_some() {
+                None
+            } else {
+                Some(spec.replicas.unwrap_or(1))
+            },
+            selector: LabelSelector {
+                match_labels: Some(selector.clone()),
+                ..LabelSelector::default()
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::String("25%".to_owned())),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: if pod_annotations.is_empty() {
+                        None
+                    } else {
+                        Some(pod_annotations)
+                    },
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(name.to_owned()),
+                    readiness_gates: Some(vec![PodReadinessGate {
+                        condition_type: CONFIG_APPLIED_CONDITION.to_owned(),
+                    }]),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".to_owned(),
+                            ..SeccompProfile::default()
+                        }),
+                        sysctls: Some(vec![Sysctl {
+                            name: "net.ipv4.ip_unprivileged_port_start".to_owned(),
+                            value: "0".to_owned(),
+                        }]),
+                        ..PodSecurityContext::default()
+                    }),
+                    termination_grace_period_seconds: Some(
+                        i64::try_from(drain_ms / 1000).unwrap_or(60) + 10,
+                    ),
+                    containers: vec![container],
+                    node_selector: if pod.node_selector.is_empty() {
+                        None
+                    } else {
+                        Some(pod.node_selector.clone())
+                    },
+                    tolerations: if pod.tolerations.is_empty() {
+                        None
+                    } else {
+                        Some(pod.tolerations.clone())
+                    },
+                    affinity: pod.affinity.clone(),
+                    topology_spread_constraints: if pod.topology_spread_constraints.is_empty() {
+                        None
+                    } else {
+                        Some(pod.topology_spread_constraints.clone())
+                    },
+                    priority_class_name: pod.priority_class_name.clone(),
+                    image_pull_secrets: if pod.image_pull_secrets.is_empty() {
+                        None
+                    } else {
+                        Some(pod.image_pull_secrets.clone())
+                    },
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn desired<T: Serialize + k8s_openapi::Metadata<Ty = ObjectMeta>>(
+    api_version: &'static str,
+    kind: &'static str,
+    object: &T,
+) -> Desired {
+    let meta = object.metadata();
+    let name = meta.name.clone().unwrap_or_default();
+    let namespace = meta.namespace.clone().unwrap_or_default();
+    let mut body = serde_json::to_value(object).unwrap_or(serde_json::Value::Null);
+    if let Some(map) = body.as_object_mut() {
+        map.insert("apiVersion".to_owned(), api_version.into());
+        map.insert("kind".to_owned(), kind.into());
+    }
+    let hash = names::hash_hex(body.to_string().as_bytes())[..16].to_owned();
+    if let Some(annotations) = body
+        .pointer_mut("/metadata/annotations")
+        .and_then(|a| a.as_object_mut())
+    {
+        annotations.insert(SPEC_HASH_ANNOTATION.to_owned(), hash.clone().into());
+    } else if let Some(metadata) = body
+        .pointer_mut("/metadata")
+        .and_then(|m| m.as_object_mut())
+    {
+        metadata.insert(
+            "annotations".to_owned(),
+            serde_json::json!({ SPEC_HASH_ANNOTATION: hash.clone() }),
+        );
+    }
+    Desired {
+        api_version,
+        kind,
+        name,
+        namespace,
+        body,
+        hash,
+    }
+}
+
+#[cfg(test)]
+mod tests;
