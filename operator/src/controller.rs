@@ -52,7 +52,8 @@ struct CoreStores {
     secrets: Store<Secret>,
     config_maps: Store<ConfigMap>,
     namespaces: Store<Namespace>,
-    proxy_configs: Store<ProxyConfig>,
+    /// None while the ProxyConfig CRD is not installed.
+    proxy_configs: Option<Store<ProxyConfig>>,
     pods: Store<Pod>,
     deployments: Store<Deployment>,
     service_accounts: Store<ServiceAccount>,
@@ -131,7 +132,9 @@ async fn wait_for_crd_change(client: &Client) {
         match event {
             Ok(watcher::Event::InitDone) => initial = false,
             Ok(watcher::Event::Apply(crd) | watcher::Event::Delete(crd))
-                if !initial && crd.name_any().ends_with(crate::GATEWAY_GROUP) =>
+                if !initial
+                    && (crd.name_any().ends_with(crate::GATEWAY_GROUP)
+                        || crd.name_any().ends_with(crds::GROUP)) =>
             {
                 // Let a batch of CRD changes land before looking.
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -180,7 +183,9 @@ impl Controller {
             secrets: typed(&client, all(), &bell, &mut tasks),
             config_maps: typed(&client, all(), &bell, &mut tasks),
             namespaces: typed(&client, all(), &bell, &mut tasks),
-            proxy_configs: typed(&client, all(), &bell, &mut tasks),
+            proxy_configs: apis
+                .proxy_configs
+                .then(|| typed(&client, all(), &bell, &mut tasks)),
             pods: typed(
                 &client,
                 watcher::Config::default()
@@ -230,7 +235,6 @@ impl Controller {
             core.secrets.wait_until_ready(),
             core.config_maps.wait_until_ready(),
             core.namespaces.wait_until_ready(),
-            core.proxy_configs.wait_until_ready(),
             core.pods.wait_until_ready(),
             core.deployments.wait_until_ready(),
             core.service_accounts.wait_until_ready(),
@@ -240,6 +244,9 @@ impl Controller {
             core.budgets.wait_until_ready(),
         );
         for store in self.gateway_stores.values() {
+            let _ = store.wait_until_ready().await;
+        }
+        if let Some(store) = &core.proxy_configs {
             let _ = store.wait_until_ready().await;
         }
     }
@@ -354,7 +361,7 @@ impl Controller {
                 namespace.metadata.labels.clone().unwrap_or_default(),
             );
         }
-        for config in core.proxy_configs.state() {
+        for config in core.proxy_configs.iter().flat_map(|s| s.state()) {
             snapshot
                 .proxy_configs
                 .insert(key_of(&config.metadata), (*config).clone());

@@ -16,6 +16,8 @@ use crate::{Error, GATEWAY_GROUP};
 pub struct GatewayApis {
     pub resources: BTreeMap<String, ApiResource>,
     pub bundle_version: Option<String>,
+    /// Whether our own ProxyConfig CRD is installed.
+    pub proxy_configs: bool,
 }
 
 /// Kinds the operator reads; `GatewayClass` and `Gateway` are required.
@@ -52,12 +54,16 @@ impl GatewayApis {
 
 pub async fn discover(client: &Client) -> Result<GatewayApis, Error> {
     let discovery = Discovery::new(client.clone())
-        .filter(&[GATEWAY_GROUP])
+        .filter(&[GATEWAY_GROUP, crds::GROUP])
         .run()
         .await
         .map_err(|err| Error::Discovery(err.to_string()))?;
     let mut apis = GatewayApis::default();
     for group in discovery.groups() {
+        if group.name() == crds::GROUP {
+            apis.proxy_configs = group.recommended_kind("ProxyConfig").is_some();
+            continue;
+        }
         for kind in KINDS {
             if let Some((resource, _)) = group.recommended_kind(kind) {
                 apis.resources.insert(kind.to_owned(), resource);
