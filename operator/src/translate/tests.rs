@@ -1,1 +1,608 @@
+//! Table tests of translation: cluster objects as YAML in, config and
+//! statuses out. No cluster: the snapshot is built from the documents.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use pretty_assertions::assert_eq;
+use proptest::prelude::*;
+use proxy_config::{BackendTarget, Protocol};
+
+use super::*;
+use crate::snapshot::{ServedKinds, key_of};
+
+/// Builds a snapshot from multi-document YAML, by `kind`.
+fn snapshot(yaml: &str) -> Snapshot {
+    let mut snapshot = Snapshot {
+        served: ServedKinds::all(),
+        ..Snapshot::default()
+    };
+    for document in serde_yaml::Deserializer::from_str(yaml) {
+        let value = serde_yaml::Value::deserialize(document).expect("yaml");
+        if value.is_null() {
+            continue;
+        }
+        let kind = value["kind"].as_str().expect("kind").to_owned();
+        let json: serde_json::Value = serde_json::to_value(&value).expect("json");
+        let parse = |json: serde_json::Value| json;
+        let json = parse(json);
+        match kind.as_str() {
+            "GatewayClass" => snapshot
+                .gateway_classes
+                .push(serde_json::from_value(json).expect("class")),
+            "Gateway" => snapshot
+                .gateways
+                .push(serde_json::from_value(json).expect("gateway")),
+            "HTTPRoute" => snapshot
+                .http_routes
+                .push(serde_json::from_value(json).expect("route")),
+            "GRPCRoute" => snapshot
+                .grpc_routes
+                .push(serde_json::from_value(json).expect("route")),
+            "TLSRoute" => snapshot
+                .tls_routes
+                .push(serde_json::from_value(json).expect("route")),
+            "TCPRoute" => snapshot
+                .tcp_routes
+                .push(serde_json::from_value(json).expect("route")),
+            "UDPRoute" => snapshot
+                .udp_routes
+                .push(serde_json::from_value(json).expect("route")),
+            "ReferenceGrant" => snapshot
+                .reference_grants
+                .push(serde_json::from_value(json).expect("grant")),
+            "BackendTLSPolicy" => snapshot
+                .backend_tls_policies
+                .push(serde_json::from_value(json).expect("policy")),
+            "ProxyConfig" => {
+                let config: crds::ProxyConfig = serde_json::from_value(json).expect("proxyconfig");
+                snapshot
+                    .proxy_configs
+                    .insert(key_of(&config.metadata), config);
+            }
+            "Service" => {
+                let service: Service = serde_json::from_value(json).expect("service");
+                snapshot.services.insert(key_of(&service.metadata), service);
+            }
+            "EndpointSlice" => {
+                let slice: EndpointSlice = serde_json::from_value(json).expect("slice");
+                let namespace = slice.metadata.namespace.clone().unwrap_or_default();
+                let service =
+                    slice.metadata.labels.as_ref().unwrap()["kubernetes.io/service-name"].clone();
+                snapshot
+                    .endpoint_slices
+                    .entry((namespace, service))
+                    .or_default()
+                    .push(slice);
+            }
+            "Secret" => {
+                let secret: Secret = serde_json::from_value(json).expect("secret");
+                snapshot.secrets.insert(key_of(&secret.metadata), secret);
+            }
+            "ConfigMap" => {
+                let map: ConfigMap = serde_json::from_value(json).expect("configmap");
+                snapshot.config_maps.insert(key_of(&map.metadata), map);
+            }
+            "Namespace" => {
+                let namespace: Namespace = serde_json::from_value(json).expect("namespace");
+                let name = namespace.metadata.name.clone().unwrap();
+                let mut labels = namespace.metadata.labels.clone().unwrap_or_default();
+                labels.insert("kubernetes.io/metadata.name".into(), name.clone());
+                snapshot.namespaces.insert(name, labels);
+            }
+            other => panic!("unexpected kind {other}"),
+        }
+    }
+    snapshot
+}
+
+use serde::Deserialize;
+
+const BASE: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: portcullis, generation: 1}
+spec: {controllerName: portcullis.io/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: other}
+spec: {controllerName: example.com/other}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: apps}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: team, labels: {shared: "yes"}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: apps}
+spec:
+  ports: [{name: http, port: 8080, targetPort: 3000}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: echo-1, namespace: apps, labels: {kubernetes.io/service-name: echo}}
+addressType: IPv4
+ports: [{name: http, port: 3000}]
+endpoints:
+- addresses: [198.18.0.5]
+  conditions: {ready: true}
+- addresses: [198.18.0.6]
+  conditions: {ready: false}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: team}
+spec:
+  ports: [{name: pg, port: 5432}]
+"#;
+
+fn gateway(listeners: &str) -> String {
+    format!(
+        r#"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: edge, namespace: apps, generation: 2, uid: u-1}}
+spec:
+  gatewayClassName: portcullis
+  listeners:
+{listeners}
+"#
+    )
+}
+
+const HTTP_LISTENER: &str = "  - {name: http, protocol: HTTP, port: 80}";
+
+fn route(name: &str, spec: &str) -> String {
+    format!(
+        r#"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}, namespace: apps, generation: 1}}
+spec:
+{spec}
+"#
+    )
+}
+
+fn condition<'a>(conditions: &'a [Condition], type_: &str) -> &'a Condition {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {conditions:?}"))
+}
+
+fn route_conditions(t: &Translation, kind: RouteKind, name: &str) -> Vec<Condition> {
+    t.routes[&(kind, ("apps".to_owned(), name.to_owned()))][0]
+        .conditions
+        .clone()
+}
+
+fn listener_conditions(t: &Translation, listener: &str) -> Vec<Condition> {
+    let plan = &t.gateways[&("apps".to_owned(), "edge".to_owned())];
+    plan.status
+        .listeners
+        .iter()
+        .flatten()
+        .find(|l| l.name == listener)
+        .map(|l| l.conditions.clone())
+        .unwrap_or_else(|| panic!("no listener {listener}"))
+}
+
+fn plan(t: &Translation) -> &GatewayPlan {
+    &t.gateways[&("apps".to_owned(), "edge".to_owned())]
+}
+
+#[test]
+fn only_our_classes_are_translated_and_accepted() {
+    let t = translate(&snapshot(BASE));
+    assert_eq!(t.classes.keys().collect::<Vec<_>>(), vec!["portcullis"]);
+    let conditions = t.classes["portcullis"].conditions.clone().unwrap();
+    assert_eq!(condition(&conditions, "Accepted").status, "True");
+    assert_eq!(condition(&conditions, "SupportedVersion").status, "True");
+    let features: Vec<String> = t.classes["portcullis"]
+        .supported_features
+        .iter()
+        .flatten()
+        .map(|f| f.name.clone())
+        .collect();
+    let mut sorted = features.clone();
+    sorted.sort();
+    assert_eq!(features, sorted, "supported features are sorted");
+    assert!(features.contains(&"HTTPRoute".to_owned()));
+}
+
+#[test]
+fn a_missing_proxy_config_refuses_the_class_naming_the_field() {
+    let yaml = BASE.replace(
+        "spec: {controllerName: portcullis.io/gateway-controller}",
+        "spec: {controllerName: portcullis.io/gateway-controller, parametersRef: {group: gateway.portcullis.io, kind: ProxyConfig, name: tuned, namespace: apps}}",
+    ) + &gateway(HTTP_LISTENER);
+    let t = translate(&snapshot(&yaml));
+    let conditions = t.classes["portcullis"].conditions.clone().unwrap();
+    let accepted = condition(&conditions, "Accepted");
+    assert_eq!(
+        (accepted.status.as_str(), accepted.reason.as_str()),
+        ("False", "InvalidParameters")
+    );
+    assert!(
+        accepted.message.contains("spec.parametersRef"),
+        "{}",
+        accepted.message
+    );
+    let gateway_accepted =
+        condition(plan(&t).status.conditions.as_ref().unwrap(), "Accepted").clone();
+    assert_eq!(gateway_accepted.reason, "InvalidParameters");
+    assert!(!plan(&t).provision);
+}
+
+#[test]
+fn gateway_and_route_compile_to_a_listener_with_ready_endpoints() {
+    let yaml = format!(
+        "{BASE}{}{}",
+        gateway(HTTP_LISTENER),
+        route(
+            "web",
+            "  parentRefs: [{name: edge}]\n  hostnames: [web.example.com]\n  rules:\n  - backendRefs: [{name: echo, port: 8080}]"
+        )
+    );
+    let t = translate(&snapshot(&yaml));
+    let plan = plan(&t);
+    let conditions = route_conditions(&t, RouteKind::Http, "web");
+    assert_eq!(condition(&conditions, "Accepted").status, "True");
+    assert_eq!(condition(&conditions, "ResolvedRefs").status, "True");
+    let listener = &plan.config.listeners[0];
+    assert_eq!(
+        (listener.name.as_str(), listener.port, listener.protocol),
+        ("http-80", 80, Protocol::Http)
+    );
+    assert_eq!(listener.virtual_hosts[0].hostnames, vec!["web.example.com"]);
+    let backend = &plan.config.backends["apps/echo:8080/Http1"];
+    assert_eq!(backend.endpoints.len(), 1, "only the ready endpoint");
+    assert_eq!(
+        backend.endpoints[0].port, 3000,
+        "the EndpointSlice's target port"
+    );
+    assert_eq!(
+        plan.status.listeners.as_ref().unwrap()[0].attached_routes,
+        1
+    );
+    assert_eq!(
+        plan.ports,
+        vec![ServicePort {
+            name: "http-80".into(),
+            port: 80,
+            protocol: "TCP"
+        }]
+    );
+    proxy_config::validate(&proxy_config::ConfigDocument::new(
+        plan.generation,
+        plan.config.clone(),
+    ))
+    .expect("the compiled config is valid");
+    // Not programmed until a proxy replica serves it and the Service has an address.
+    let programmed = condition(plan.status.conditions.as_ref().unwrap(), "Programmed");
+    assert_eq!(
+        (programmed.status.as_str(), programmed.reason.as_str()),
+        ("False", "AddressNotAssigned")
+    );
+}
+
+#[test]
+fn cross_namespace_backends_need_a_reference_grant() {
+    let refusing = format!(
+        "{BASE}{}{}",
+        gateway(HTTP_LISTENER),
+        route(
+            "db",
+            "  parentRefs: [{name: edge}]\n  rules:\n  - backendRefs: [{name: db, namespace: team, port: 5432}]"
+        )
+    );
+    let t = translate(&snapshot(&refusing));
+    let conditions = route_conditions(&t, RouteKind::Http, "db");
+    let resolved = condition(&conditions, "ResolvedRefs");
+    assert_eq!(
+        (resolved.status.as_str(), resolved.reason.as_str()),
+        ("False", "RefNotPermitted")
+    );
+    assert_eq!(
+        condition(&conditions, "Accepted").status,
+        "True",
+        "the route still attaches"
+    );
+    let rule = &plan(&t).config.listeners[0].virtual_hosts[0].rules[0];
+    assert!(
+        matches!(rule.backends[0].target, BackendTarget::Invalid(_)),
+        "its share gets 500"
+    );
+
+    let granted = refusing
+        + r#"
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: allow-apps, namespace: team}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: apps}]
+  to: [{group: "", kind: Service}]
+"#;
+    let t = translate(&snapshot(&granted));
+    let conditions = route_conditions(&t, RouteKind::Http, "db");
+    assert_eq!(condition(&conditions, "ResolvedRefs").status, "True");
+}
+
+#[test]
+fn listener_conflicts_and_kinds_get_the_specs_reasons() {
+    let yaml = format!(
+        "{BASE}{}{}",
+        gateway(
+            "  - {name: http, protocol: HTTP, port: 80}\n  - {name: tcp, protocol: TCP, port: 80}\n  - {name: web, protocol: HTTP, port: 8080}"
+        ),
+        r#"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TCPRoute
+metadata: {name: db, namespace: apps}
+spec:
+  parentRefs: [{name: edge, sectionName: web}]
+  rules:
+  - backendRefs: [{name: echo, port: 8080}]
+"#
+    );
+    let t = translate(&snapshot(&yaml));
+    for listener in ["http", "tcp"] {
+        let conflicted = condition(&listener_conditions(&t, listener), "Conflicted").clone();
+        assert_eq!(
+            (conflicted.status.as_str(), conflicted.reason.as_str()),
+            ("True", "ProtocolConflict")
+        );
+    }
+    let conditions = route_conditions(&t, RouteKind::Tcp, "db");
+    let accepted = condition(&conditions, "Accepted");
+    assert_eq!(
+        (accepted.status.as_str(), accepted.reason.as_str()),
+        ("False", "NotAllowedByListeners")
+    );
+    // The valid listener is still served; the conflicted ones are not.
+    assert_eq!(
+        plan(&t)
+            .config
+            .listeners
+            .iter()
+            .map(|l| l.port)
+            .collect::<Vec<_>>(),
+        vec![8080]
+    );
+}
+
+#[test]
+fn certificates_in_other_namespaces_need_a_grant() {
+    let secret = r#"
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: cert, namespace: team}
+type: kubernetes.io/tls
+data:
+  tls.crt: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJzekNDQVZtZ0F3SUJBZ0lVUTJuMwotLS0tLUVORCBDRVJUSUZJQ0FURS0tLS0tCg==
+  tls.key: LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0tCk1JSUJzekNDQVZtZ0F3SUJBZ0lVUTJuMwotLS0tLUVORCBQUklWQVRFIEtFWS0tLS0tCg==
+"#;
+    let listener = "  - name: https\n    protocol: HTTPS\n    port: 443\n    tls: {certificateRefs: [{name: cert, namespace: team}]}";
+    let yaml = format!("{BASE}{secret}{}", gateway(listener));
+    let t = translate(&snapshot(&yaml));
+    let resolved = condition(&listener_conditions(&t, "https"), "ResolvedRefs").clone();
+    assert_eq!(
+        (resolved.status.as_str(), resolved.reason.as_str()),
+        ("False", "RefNotPermitted")
+    );
+    assert_eq!(
+        condition(&listener_conditions(&t, "https"), "Programmed").status,
+        "False"
+    );
+
+    let granted = yaml
+        + r#"
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: certs, namespace: team}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: Gateway, namespace: apps}]
+  to: [{group: "", kind: Secret, name: cert}]
+"#;
+    let t = translate(&snapshot(&granted));
+    assert_eq!(
+        condition(&listener_conditions(&t, "https"), "ResolvedRefs").status,
+        "True"
+    );
+    let tls = plan(&t).config.listeners[0].tls.clone().expect("tls");
+    assert_eq!(tls.certificates[0].certificate, "secret/team/cert");
+}
+
+#[test]
+fn hostnames_that_do_not_meet_are_reported() {
+    let yaml = format!(
+        "{BASE}{}{}",
+        gateway("  - {name: http, protocol: HTTP, port: 80, hostname: '*.example.com'}"),
+        route(
+            "elsewhere",
+            "  parentRefs: [{name: edge}]\n  hostnames: [web.example.org]\n  rules:\n  - backendRefs: [{name: echo, port: 8080}]"
+        )
+    );
+    let t = translate(&snapshot(&yaml));
+    let accepted = condition(
+        &route_conditions(&t, RouteKind::Http, "elsewhere"),
+        "Accepted",
+    )
+    .clone();
+    assert_eq!(
+        (accepted.status.as_str(), accepted.reason.as_str()),
+        ("False", "NoMatchingListenerHostname")
+    );
+}
+
+#[test]
+fn one_bad_rule_is_dropped_alone() {
+    let yaml = format!(
+        "{BASE}{}{}",
+        gateway(HTTP_LISTENER),
+        route(
+            "mixed",
+            "  parentRefs: [{name: edge}]\n  rules:\n  - matches: [{path: {type: RegularExpression, value: '/(unclosed'}}]\n    backendRefs: [{name: echo, port: 8080}]\n  - matches: [{path: {type: PathPrefix, value: /ok}}]\n    backendRefs: [{name: echo, port: 8080}]"
+        )
+    );
+    let t = translate(&snapshot(&yaml));
+    let conditions = route_conditions(&t, RouteKind::Http, "mixed");
+    assert_eq!(condition(&conditions, "Accepted").status, "True");
+    let partial = condition(&conditions, "PartiallyInvalid");
+    assert_eq!(
+        (partial.status.as_str(), partial.reason.as_str()),
+        ("True", "UnsupportedValue")
+    );
+    let host = &plan(&t).config.listeners[0].virtual_hosts[0];
+    assert_eq!(host.rules.len(), 1);
+    assert_eq!(host.rules[0].route.rule, 1, "the good rule keeps its index");
+}
+
+#[test]
+fn matches_follow_the_specs_precedence() {
+    let yaml = format!(
+        "{BASE}{}{}{}",
+        gateway(HTTP_LISTENER),
+        route(
+            "b-newer",
+            "  parentRefs: [{name: edge}]\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /}}, {path: {type: PathPrefix, value: /api}}, {path: {type: Exact, value: /api}}]\n    backendRefs: [{name: echo, port: 8080}]"
+        )
+        .replace("generation: 1}", "generation: 1, creationTimestamp: '2026-01-02T00:00:00Z'}"),
+        route(
+            "a-older",
+            "  parentRefs: [{name: edge}]\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /api}, headers: [{name: x, value: y}]}, {path: {type: PathPrefix, value: /api}}]\n    backendRefs: [{name: echo, port: 8080}]"
+        )
+        .replace("generation: 1}", "generation: 1, creationTimestamp: '2026-01-01T00:00:00Z'}")
+    );
+    let t = translate(&snapshot(&yaml));
+    let host = &plan(&t).config.listeners[0].virtual_hosts[0];
+    let order: Vec<(String, String, usize)> = host
+        .matches
+        .iter()
+        .map(|m| {
+            let rule = &host.rules[m.rule as usize];
+            let path = match &m.matcher.path {
+                Some(proxy_config::PathMatch::Exact(p)) => format!("= {p}"),
+                Some(proxy_config::PathMatch::PathPrefix(p)) => format!("^ {p}"),
+                other => format!("{other:?}"),
+            };
+            (rule.route.name.clone(), path, m.matcher.headers.len())
+        })
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            ("b-newer".into(), "= /api".into(), 0),
+            ("a-older".into(), "^ /api".into(), 1),
+            ("a-older".into(), "^ /api".into(), 0),
+            ("b-newer".into(), "^ /api".into(), 0),
+            ("b-newer".into(), "^ /".into(), 0),
+        ]
+    );
+}
+
+#[test]
+fn gateway_proxy_config_wins_field_by_field() {
+    let yaml = BASE.replace(
+        "spec: {controllerName: portcullis.io/gateway-controller}",
+        "spec: {controllerName: portcullis.io/gateway-controller, parametersRef: {group: gateway.portcullis.io, kind: ProxyConfig, name: defaults, namespace: apps}}",
+    ) + r#"
+---
+apiVersion: gateway.portcullis.io/v1alpha1
+kind: ProxyConfig
+metadata: {name: defaults, namespace: apps}
+spec: {replicas: 2, service: {type: NodePort, annotations: {a: "1"}}}
+---
+apiVersion: gateway.portcullis.io/v1alpha1
+kind: ProxyConfig
+metadata: {name: mine, namespace: apps}
+spec: {service: {annotations: {b: "2"}}, autoscaling: {maxReplicas: 5}}
+"# + &gateway(HTTP_LISTENER).replace(
+        "gatewayClassName: portcullis",
+        "gatewayClassName: portcullis\n  infrastructure:\n    labels: {team: web}\n    parametersRef: {group: gateway.portcullis.io, kind: ProxyConfig, name: mine}",
+    );
+    let t = translate(&snapshot(&yaml));
+    let parameters = &plan(&t).parameters;
+    assert_eq!(
+        parameters.spec.replicas, None,
+        "the Gateway's autoscaling replaces the class's replicas"
+    );
+    assert_eq!(
+        parameters.spec.autoscaling.as_ref().map(|a| a.max_replicas),
+        Some(5)
+    );
+    let service = parameters.spec.service.clone().unwrap();
+    assert_eq!(
+        service.service_type,
+        Some(crds::ServiceType::NodePort),
+        "kept from the class"
+    );
+    assert_eq!(service.annotations.len(), 2, "maps merge");
+    assert_eq!(parameters.labels["team"], "web");
+}
+
+#[test]
+fn durations_parse() {
+    for (text, expected) in [
+        ("1s", Some(1000)),
+        ("1m30s", Some(90_000)),
+        ("500ms", Some(500)),
+        ("1h", Some(3_600_000)),
+        ("", None),
+        ("1x", None),
+        ("s", None),
+    ] {
+        assert_eq!(parse_duration_ms(text), expected, "{text}");
+    }
+}
+
+fn many_routes(count: usize) -> String {
+    let mut yaml = format!("{BASE}{}", gateway(HTTP_LISTENER));
+    for i in 0..count {
+        yaml.push_str(&route(
+            &format!("r{i}"),
+            &format!("  parentRefs: [{{name: edge}}]\n  hostnames: [h{}.example.com]\n  rules:\n  - matches: [{{path: {{type: PathPrefix, value: /p{i}}}}}]\n    backendRefs: [{{name: echo, port: 8080, weight: {}}}]", i % 3, i % 4),
+        ));
+    }
+    yaml
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    /// The same objects in any order give the same config and statuses.
+    #[test]
+    fn translation_is_deterministic(seed in any::<u64>()) {
+        let base = snapshot(&many_routes(12));
+        let mut shuffled = base.clone();
+        let mut state = seed | 1;
+        for i in (1..shuffled.http_routes.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let j = (state % (i as u64 + 1)) as usize;
+            shuffled.http_routes.swap(i, j);
+        }
+        let a = translate(&base);
+        let b = translate(&shuffled);
+        prop_assert_eq!(&a, &b);
+        let plan = &a.gateways[&("apps".to_owned(), "edge".to_owned())];
+        prop_assert!(proxy_config::validate(&proxy_config::ConfigDocument::new(1, plan.config.clone())).is_ok());
+        prop_assert_eq!(
+            serde_json::to_vec(&plan.config).unwrap(),
+            serde_json::to_vec(&b.gateways[&("apps".to_owned(), "edge".to_owned())].config).unwrap()
+        );
+    }
+}
