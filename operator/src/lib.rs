@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod leader;
 pub mod names;
 pub mod provision;
+pub mod rbac;
 pub mod snapshot;
 pub mod translate;
 
