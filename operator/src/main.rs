@@ -63,6 +63,11 @@ async fn main() -> ExitCode {
         LogFormat::Text => builder.init(),
     }
 
+    if let Err(message) = namespace_allowed(&args.namespace) {
+        error!(namespace = %args.namespace, "{message}");
+        return ExitCode::FAILURE;
+    }
+
     let client = match kube::Client::try_default().await {
         Ok(client) => client,
         Err(err) => {
@@ -132,4 +137,36 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "operator".to_owned())
+}
+
+/// Namespaces the operator refuses to run in. `openshift-ingress` belongs
+/// to OpenShift's router and its own Gateway API controller: an operator
+/// there would share their RBAC, quotas and upgrades.
+const RESERVED_NAMESPACES: &[&str] = &["openshift-ingress"];
+
+fn namespace_allowed(namespace: &str) -> Result<(), String> {
+    if RESERVED_NAMESPACES.contains(&namespace) {
+        return Err(format!(
+            "refusing to run in namespace {namespace}: it belongs to OpenShift's own ingress and Gateway controllers; install Portcullis in a namespace of its own, such as portcullis-system"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::namespace_allowed;
+
+    #[test]
+    fn openshift_ingress_is_refused_with_a_reason() {
+        let refused = namespace_allowed("openshift-ingress");
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|m| m.contains("openshift-ingress") && m.contains("portcullis-system")),
+            "{refused:?}"
+        );
+        assert_eq!(namespace_allowed("portcullis-system"), Ok(()));
+        assert_eq!(namespace_allowed("openshift-operators"), Ok(()));
+    }
 }
