@@ -11,7 +11,7 @@ help: ## List targets.
 deps: ## Install what this machine lacks (Debian packages, Rust components).
 	@hack/deps.sh
 
-test: deps lint check-generated cluster-bins ## Every test: formatting, lints, generated files, unit, property and e2e tests.
+test: deps lint check-generated cluster-bins validate-bundle ## Every test: formatting, lints, generated files, unit, property and e2e tests.
 	@mkdir -p .cache
 	$(CARGO) test --workspace --locked 2>&1 | tee .cache/cargo-test.log
 	@if [ "$${CI:-}" = true ]; then hack/cluster-down.sh; fi
@@ -54,3 +54,20 @@ conformance: cluster-up ## Gateway API v1.6.1 conformance, every profile, agains
 
 check-generated: ## Fail when generated Gateway API types drift from the generator.
 	hack/check-generated.sh
+
+# Install paths: deploy/, the OLM bundle and catalog, images.
+.PHONY: manifests bundle tools-olm validate-bundle images
+
+manifests: ## Regenerate deploy/, bundle/ and olm/ from the RBAC table, the CRD and the install model.
+	$(CARGO) run --quiet --locked -p operator --bin portcullis-manifests
+
+bundle: manifests ## Regenerate the OLM bundle and catalog (one generator writes them with deploy/).
+
+tools-olm: ## Build operator-sdk and opm from Go modules (cached).
+	hack/build-olm-tools.sh
+
+validate-bundle: tools-olm ## operator-sdk bundle validate (operatorframework suite) and opm validate olm/catalog.
+	hack/validate-bundle.sh
+
+images: ## Build the operator, proxy, bundle and catalog images with podman, docker or buildah, if any.
+	hack/images.sh
