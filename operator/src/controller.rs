@@ -415,8 +415,11 @@ impl Controller {
     /// One pass: translate, apply what changed, write statuses that changed.
     /// Returns the number of writes.
     async fn reconcile(&mut self) -> Result<usize, Error> {
+        let started = Instant::now();
         let snapshot = self.snapshot();
+        let snapshot_took = started.elapsed();
         let translation = translate(&snapshot);
+        let translate_took = started.elapsed() - snapshot_took;
         let mut writes = 0;
         let mut first_error: Option<Error> = None;
         let mut note = |result: Result<usize, Error>| match result {
@@ -466,13 +469,25 @@ impl Controller {
             note(result.map(|()| 1));
         }
         note(self.delete_stale(&wanted).await);
+        let provision_took = started.elapsed() - snapshot_took - translate_took;
 
-        // Statuses.
+        // Statuses, all kinds at once.
         let now = Time(Timestamp::now());
-        note(self.write_class_statuses(&translation, &now).await);
-        note(self.write_gateway_statuses(&translation, &now).await);
-        note(self.write_route_statuses(&translation, &now).await);
-        note(self.write_policy_statuses(&translation, &now).await);
+        let (classes, gateways, routes, policies) = futures::join!(
+            self.write_class_statuses(&translation, &now),
+            self.write_gateway_statuses(&translation, &now),
+            self.write_route_statuses(&translation, &now),
+            self.write_policy_statuses(&translation, &now),
+        );
+        for result in [classes, gateways, routes, policies] {
+            note(result);
+        }
+        debug!(
+            snapshot_ms = snapshot_took.as_millis() as u64,
+            translate_ms = translate_took.as_millis() as u64,
+            provision_ms = provision_took.as_millis() as u64,
+            "pass timing"
+        );
         self.metrics
             .writes
             .fetch_add(writes as u64, Ordering::Relaxed);
