@@ -252,7 +252,6 @@ pub fn csv() -> Result<Value, Error> {
             "annotations": annotations,
             "labels": {
                 "operatorframework.io/arch.amd64": "supported",
-                "operatorframework.io/arch.arm64": "supported",
                 "operatorframework.io/os.linux": "supported",
             },
         },
