@@ -38,15 +38,17 @@ impl ListenerProtocol {
         })
     }
 
-    /// Listeners of one group may share a port.
-    fn port_group(self) -> u8 {
-        match self {
-            ListenerProtocol::Http => 0,
-            ListenerProtocol::Https | ListenerProtocol::Tls(TlsMode::Passthrough) => 1,
-            ListenerProtocol::Tls(TlsMode::Terminate) => 2,
-            ListenerProtocol::Tcp => 3,
-            ListenerProtocol::Udp => 4,
-        }
+    /// Whether listeners of these protocols can share one port: one of a
+    /// kind for HTTP, TCP and UDP; HTTPS beside TLS passthrough (split by
+    /// SNI); TLS terminate beside TLS passthrough (mixed mode).
+    fn can_share(protocols: &[ListenerProtocol]) -> bool {
+        use ListenerProtocol::*;
+        let all = |allowed: &[ListenerProtocol]| protocols.iter().all(|p| allowed.contains(p));
+        all(&[Http])
+            || all(&[Tcp])
+            || all(&[Udp])
+            || all(&[Https, Tls(TlsMode::Passthrough)])
+            || all(&[Tls(TlsMode::Terminate), Tls(TlsMode::Passthrough)])
     }
 
     fn route_kinds(self) -> &'static [RouteKind] {
@@ -388,11 +390,9 @@ fn mark_conflicts(states: &mut [ListenerState]) {
         }
     }
     for indices in by_socket.values() {
-        let groups: Vec<u8> = indices
-            .iter()
-            .filter_map(|&i| states[i].protocol.map(ListenerProtocol::port_group))
-            .collect();
-        if groups.windows(2).any(|pair| pair[0] != pair[1]) {
+        let protocols: Vec<ListenerProtocol> =
+            indices.iter().filter_map(|&i| states[i].protocol).collect();
+        if !ListenerProtocol::can_share(&protocols) {
             for &i in indices {
                 states[i].conflict = Some(RefProblem {
                     reason: reason::PROTOCOL_CONFLICT,

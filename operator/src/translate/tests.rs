@@ -606,3 +606,71 @@ proptest! {
         );
     }
 }
+
+#[test]
+fn tls_terminate_and_passthrough_share_a_port_in_mixed_mode() {
+    let secret = r#"
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: cert, namespace: apps}
+type: kubernetes.io/tls
+data:
+  tls.crt: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJzekNDQVZtZ0F3SUJBZ0lVUTJuMwotLS0tLUVORCBDRVJUSUZJQ0FURS0tLS0tCg==
+  tls.key: LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0tCk1JSUJzekNDQVZtZ0F3SUJBZ0lVUTJuMwotLS0tLUVORCBQUklWQVRFIEtFWS0tLS0tCg==
+"#;
+    let listeners = "  - name: term\n    protocol: TLS\n    port: 8883\n    hostname: t.example.com\n    tls: {mode: Terminate, certificateRefs: [{name: cert}]}\n  - name: pass\n    protocol: TLS\n    port: 8883\n    hostname: p.example.com\n    tls: {mode: Passthrough}";
+    let routes = r#"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {name: t, namespace: apps}
+spec:
+  parentRefs: [{name: edge}]
+  hostnames: [t.example.com]
+  rules: [{backendRefs: [{name: echo, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {name: p, namespace: apps}
+spec:
+  parentRefs: [{name: edge}]
+  hostnames: [p.example.com]
+  rules: [{backendRefs: [{name: echo, port: 8080}]}]
+"#;
+    let t = translate(&snapshot(&format!(
+        "{BASE}{secret}{}{routes}",
+        gateway(listeners)
+    )));
+    for listener in ["term", "pass"] {
+        assert_eq!(
+            condition(&listener_conditions(&t, listener), "Conflicted").status,
+            "False"
+        );
+    }
+    let socket = &plan(&t).config.listeners[0];
+    assert_eq!(socket.protocol, Protocol::Tls);
+    let modes: Vec<_> = socket
+        .tls_routes
+        .iter()
+        .map(|r| (r.hostnames.clone(), r.mode))
+        .collect();
+    assert_eq!(
+        modes,
+        vec![
+            (
+                vec!["p.example.com".to_owned()],
+                Some(proxy_config::TlsMode::Passthrough)
+            ),
+            (
+                vec!["t.example.com".to_owned()],
+                Some(proxy_config::TlsMode::Terminate)
+            ),
+        ]
+    );
+    proxy_config::validate(&proxy_config::ConfigDocument::new(
+        1,
+        plan(&t).config.clone(),
+    ))
+    .expect("valid");
+}
