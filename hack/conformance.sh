@@ -17,6 +17,16 @@ export KUBECONFIG=$CACHE/kubeconfig
 kubectl get --raw /readyz >/dev/null 2>&1 || die "the local cluster is not running; run make cluster-up"
 mkdir -p "$reports"
 
+# The operator runs beside the cluster, as make demo runs it.
+(cd "$ROOT" && cargo build --locked -q -p operator -p proxy --bin portcullis-operator --bin portcullis-proxy)
+kubectl apply -f "$ROOT/crds/gateway.portcullis.io_proxyconfigs.yaml" >/dev/null
+kubectl create namespace portcullis-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+if [[ -f $CACHE/demo/operator.pid ]]; then "$ROOT/hack/demo.sh" --down >/dev/null 2>&1 || true; fi
+POD_NAMESPACE=portcullis-system "$ROOT/target/debug/portcullis-operator" --admin 127.0.0.1:0 \
+  >"$CACHE/conformance-operator.log" 2>&1 &
+operator=$!
+trap 'kill $operator 2>/dev/null; wait $operator 2>/dev/null || true' EXIT
+
 version=$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo dev)
 started=$SECONDS
 summary=()
@@ -32,6 +42,9 @@ for profile in ${profiles//,/ }; do
     -url https://github.com/portcullis-io/portcullis -version "$version"
     -contact https://github.com/portcullis-io/portcullis/issues
     -report-output "$report"
+    # GatewayStaticAddresses: the last address of the node agent's load
+    # balancer pool can be assigned; one outside the pool cannot.
+    -usable-address 198.19.0.209 -unusable-address 198.19.1.250
   )
   [[ -n ${CONFORMANCE_RUN_TEST:-} ]] && args+=(-run-test "$CONFORMANCE_RUN_TEST")
   # The suite reads its manifests relative to its package directory.

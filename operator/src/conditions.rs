@@ -88,6 +88,8 @@ pub mod reason {
     pub const UNSUPPORTED_PROTOCOL_ROUTE: &str = "UnsupportedProtocol";
     pub const NO_MATCHING_HOSTNAME: &str = "NoValidHostname";
     pub const INCOMPATIBLE_FILTERS: &str = "IncompatibleFilters";
+    /// A policy that lost to another on the same target.
+    pub const CONFLICTED_POLICY: &str = "Conflicted";
 }
 
 #[cfg(test)]

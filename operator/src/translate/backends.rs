@@ -8,7 +8,7 @@ use proxy_config::{Backend, BackendProtocol, BackendTls, Endpoint, LoadBalancing
 
 use super::tls::{RefProblem, ca_bundle};
 use crate::conditions::reason;
-use crate::snapshot::{Key, RouteKind, Snapshot};
+use crate::snapshot::{Key, RouteKind, Snapshot, key_of};
 
 /// Whether a ReferenceGrant in the target's namespace lets objects of
 /// `(group, kind, namespace)` refer to `(group, kind, namespace, name)`.
@@ -70,6 +70,8 @@ pub(super) struct Resolved {
     pub ca_bundles: Vec<(String, String)>,
     /// The BackendTLSPolicy applied, for its status.
     pub policy: Option<Key>,
+    /// Policies that lost to it (same target), for their status.
+    pub conflicted: Vec<Key>,
 }
 
 /// A failed resolution: the route's `ResolvedRefs` reason and message, and
@@ -78,6 +80,7 @@ pub(super) struct Resolved {
 pub(super) struct Unresolved {
     pub problem: RefProblem,
     pub policy: Option<Key>,
+    pub conflicted: Vec<Key>,
 }
 
 impl From<RefProblem> for Unresolved {
@@ -85,6 +88,7 @@ impl From<RefProblem> for Unresolved {
         Unresolved {
             problem,
             policy: None,
+            conflicted: Vec::new(),
         }
     }
 }
@@ -214,12 +218,20 @@ pub(super) fn resolve(
         },
         ca_bundles: Vec::new(),
         policy: None,
+        conflicted: Vec::new(),
     };
-    if matches!(usage, BackendUse::Http | BackendUse::Grpc)
-        && let Some(policy) =
-            backend_tls_policy(snapshot, namespace, name, service_port.name.as_deref())
-    {
-        apply_policy(snapshot, policy, &mut resolved)?;
+    if matches!(usage, BackendUse::Http | BackendUse::Grpc) {
+        let mut policies =
+            backend_tls_policies(snapshot, namespace, name, service_port.name.as_deref());
+        if !policies.is_empty() {
+            let winner = policies.remove(0);
+            let conflicted: Vec<Key> = policies.iter().map(|p| key_of(&p.metadata)).collect();
+            resolved.conflicted.clone_from(&conflicted);
+            if let Err(mut unresolved) = apply_policy(snapshot, winner, &mut resolved) {
+                unresolved.conflicted = conflicted;
+                return Err(unresolved);
+            }
+        }
     }
     Ok(resolved)
 }
@@ -271,32 +283,44 @@ fn ready_endpoints(
     endpoints
 }
 
-/// The policy that targets a Service (and port, by `sectionName`): the
-/// oldest wins, then the first by namespace/name, as the spec's conflict
-/// rule says.
-fn backend_tls_policy<'a>(
+/// The policies that target a Service port, winner first: one naming the
+/// port (`sectionName`) beats one naming the whole Service; among equals the
+/// oldest wins, then the first by name, as the spec's conflict rule says.
+/// The others in the winner's class are conflicted; a whole-Service policy
+/// that a port-specific one overrides is simply not used there.
+fn backend_tls_policies<'a>(
     snapshot: &'a Snapshot,
     namespace: &str,
     service: &str,
     port_name: Option<&str>,
-) -> Option<&'a BackendTlsPolicy> {
-    let mut candidates: Vec<&BackendTlsPolicy> = snapshot
+) -> Vec<&'a BackendTlsPolicy> {
+    let targets = |policy: &BackendTlsPolicy, with_section: bool| {
+        policy.spec.target_refs.iter().any(|target| {
+            target.group.is_empty()
+                && target.kind == "Service"
+                && target.name == service
+                && match (&target.section_name, with_section) {
+                    (Some(section), true) => Some(section.as_str()) == port_name,
+                    (None, false) => true,
+                    _ => false,
+                }
+        })
+    };
+    let in_namespace =
+        |policy: &&BackendTlsPolicy| policy.metadata.namespace.as_deref() == Some(namespace);
+    let mut specific: Vec<&BackendTlsPolicy> = snapshot
         .backend_tls_policies
         .iter()
-        .filter(|policy| {
-            policy.metadata.namespace.as_deref() == Some(namespace)
-                && policy.spec.target_refs.iter().any(|target| {
-                    target.group.is_empty()
-                        && target.kind == "Service"
-                        && target.name == service
-                        && target
-                            .section_name
-                            .as_deref()
-                            .is_none_or(|section| Some(section) == port_name)
-                })
-        })
+        .filter(in_namespace)
+        .filter(|p| targets(p, true))
         .collect();
-    candidates.sort_by(|a, b| {
+    let mut general: Vec<&BackendTlsPolicy> = snapshot
+        .backend_tls_policies
+        .iter()
+        .filter(in_namespace)
+        .filter(|p| targets(p, false))
+        .collect();
+    let order = |a: &&BackendTlsPolicy, b: &&BackendTlsPolicy| {
         (
             a.metadata.creation_timestamp.as_ref().map(|t| t.0),
             &a.metadata.name,
@@ -305,8 +329,14 @@ fn backend_tls_policy<'a>(
                 b.metadata.creation_timestamp.as_ref().map(|t| t.0),
                 &b.metadata.name,
             ))
-    });
-    candidates.into_iter().next()
+    };
+    specific.sort_by(order);
+    general.sort_by(order);
+    if specific.is_empty() {
+        general
+    } else {
+        specific
+    }
 }
 
 fn apply_policy(
@@ -331,10 +361,15 @@ fn apply_policy(
             None,
         ) {
             Ok(bundle) => bundles.push(bundle),
-            Err(problem) => {
+            Err(mut problem) => {
+                // Policies name this reason InvalidKind; listeners use the longer one.
+                if problem.reason == reason::INVALID_CA_CERTIFICATE_KIND {
+                    problem.reason = reason::INVALID_KIND;
+                }
                 return Err(Unresolved {
                     problem,
                     policy: Some(key),
+                    conflicted: Vec::new(),
                 });
             }
         }
@@ -349,6 +384,7 @@ fn apply_policy(
                 ),
             },
             policy: Some(key),
+            conflicted: Vec::new(),
         });
     }
     let subject_alt_names = validation

@@ -48,6 +48,8 @@ struct GatewayWork<'a> {
     refusal: Option<RefProblem>,
     parameters: ProxyParameters,
     requested_address: Option<String>,
+    /// More IP addresses than the one a Service can carry.
+    extra_addresses: Vec<String>,
     listeners: Vec<ListenerState>,
     config: GatewayConfig,
     attachments: Vec<Attachment>,
@@ -166,6 +168,22 @@ pub(super) fn translate(
                                     generation,
                                 ),
                             ],
+                            Some(problem) if problem.reason == reason::CONFLICTED_POLICY => vec![
+                                condition(
+                                    reason::ACCEPTED,
+                                    false,
+                                    reason::CONFLICTED_POLICY,
+                                    problem.message.clone(),
+                                    generation,
+                                ),
+                                condition(
+                                    reason::RESOLVED_REFS,
+                                    true,
+                                    reason::RESOLVED_REFS,
+                                    "All references resolved.",
+                                    generation,
+                                ),
+                            ],
                             Some(problem) => vec![
                                 condition(
                                     reason::ACCEPTED,
@@ -249,6 +267,7 @@ fn gateway_work<'a>(
         }
     }
     let mut requested_address = None;
+    let mut extra_addresses = Vec::new();
     for address in gateway.spec.addresses.iter().flatten() {
         let kind = address.r#type.as_deref().unwrap_or("IPAddress");
         let value = address.value.clone().unwrap_or_default();
@@ -266,6 +285,8 @@ fn gateway_work<'a>(
             });
         } else if requested_address.is_none() {
             requested_address = Some(value);
+        } else {
+            extra_addresses.push(value);
         }
     }
     let mut config = GatewayConfig {
@@ -289,6 +310,7 @@ fn gateway_work<'a>(
             annotations: infrastructure.annotations.unwrap_or_default(),
         },
         requested_address,
+        extra_addresses,
         listeners: listener_states,
         config,
         attachments: Vec::new(),
@@ -636,6 +658,13 @@ fn plan(
         ),
     });
     let address_ok = match (&work.requested_address, addresses.first()) {
+        _ if !work.extra_addresses.is_empty() => Err((
+            reason::ADDRESS_NOT_USABLE,
+            format!(
+                "A Gateway gets one IP address; {} cannot be assigned as well.",
+                work.extra_addresses.join(", ")
+            ),
+        )),
         (_, None) => Err((
             reason::ADDRESS_NOT_ASSIGNED,
             "The Gateway's Service has no address yet.".to_owned(),

@@ -162,6 +162,7 @@ fn weighted_backend(
             if let Some(policy) = resolved.policy.clone() {
                 out.policies.entry(policy).or_insert(None);
             }
+            record_conflicts(out, &resolved.conflicted);
             out.ca_bundles.extend(resolved.ca_bundles.iter().cloned());
             out.backends.insert(resolved.key.clone(), resolved.backend);
             BackendTarget::Backend(resolved.key)
@@ -181,6 +182,20 @@ fn weighted_backend(
         weight,
         filters: backend_filters,
     })
+}
+
+fn record_conflicts(out: &mut CompiledRoute, conflicted: &[Key]) {
+    for policy in conflicted {
+        out.policies.insert(
+            policy.clone(),
+            Some(RefProblem {
+                reason: reason::CONFLICTED_POLICY,
+                message:
+                    "Another BackendTLSPolicy targets the same Service port and takes precedence."
+                        .to_owned(),
+            }),
+        );
+    }
 }
 
 fn http_matches(matches: &[HttpRouteRulesMatches]) -> Result<Vec<HttpMatch>, String> {

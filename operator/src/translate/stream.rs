@@ -106,8 +106,14 @@ pub(super) fn sockets(
         }
         match protocol {
             Protocol::Http | Protocol::Https => {
-                socket.virtual_hosts =
-                    virtual_hosts(listeners, &members, attachments, routes, compiled);
+                socket.virtual_hosts = virtual_hosts(
+                    listeners,
+                    &members,
+                    attachments,
+                    routes,
+                    compiled,
+                    protocol == Protocol::Https,
+                );
                 if protocol == Protocol::Https {
                     socket.tls_routes = tls_routes(
                         listeners,
@@ -164,9 +170,25 @@ fn virtual_hosts(
     attachments: &[Attachment],
     routes: &[RouteView],
     compiled: &[CompiledRoute],
+    tls: bool,
 ) -> Vec<VirtualHost> {
-    // hostname → entries
-    let mut hosts: BTreeMap<String, Vec<Entry<'_>>> = BTreeMap::new();
+    // Listener isolation: a hostname belongs to the most specific listener
+    // of the port that covers it; only routes attached there serve it.
+    let owner = |hostname: &str| -> Option<usize> {
+        members
+            .iter()
+            .filter_map(|&i| {
+                if hostname.is_empty() {
+                    listeners[i].hostname.is_none().then_some((i, (0, 0)))
+                } else {
+                    specificity(listeners[i].hostname.as_deref(), hostname).map(|s| (i, s))
+                }
+            })
+            .max_by_key(|(i, s)| (*s, Reverse(*i)))
+            .map(|(i, _)| i)
+    };
+    // hostname → (owning listener, entries)
+    let mut hosts: BTreeMap<String, (usize, Vec<Entry<'_>>)> = BTreeMap::new();
     for attachment in attachments {
         if !members.contains(&attachment.listener) {
             continue;
@@ -181,33 +203,15 @@ fn virtual_hosts(
             attachment.hostnames.clone()
         };
         for hostname in hostnames {
-            // Listener isolation: a hostname belongs to the most specific
-            // listener of the port that covers it.
-            let owner = members
-                .iter()
-                .filter_map(|&i| {
-                    let host_for_check = if hostname.is_empty() {
-                        None
-                    } else {
-                        Some(hostname.as_str())
-                    };
-                    match host_for_check {
-                        None => listeners[i].hostname.is_none().then_some((i, (0, 0))),
-                        Some(h) => specificity(listeners[i].hostname.as_deref(), h).map(|s| (i, s)),
-                    }
-                })
-                .max_by_key(|(i, s)| (*s, Reverse(*i)))
-                .map(|(i, _)| i);
-            if owner.is_some_and(|o| o != attachment.listener) && owner.is_some() {
-                let owner_hostname = owner.and_then(|o| listeners[o].hostname.clone());
-                let own_hostname = listeners[attachment.listener].hostname.clone();
-                if owner_hostname != own_hostname {
-                    continue;
-                }
+            if owner(&hostname) != Some(attachment.listener) {
+                continue;
             }
+            let (_, entries) = hosts
+                .entry(hostname.clone())
+                .or_insert_with(|| (attachment.listener, Vec::new()));
             for (rule_index, rule) in compiled[attachment.route].rules.iter().enumerate() {
                 for (match_index, matcher) in rule.matches.iter().enumerate() {
-                    hosts.entry(hostname.clone()).or_default().push(Entry {
+                    entries.push(Entry {
                         attachment,
                         rule: rule_index,
                         matcher,
@@ -217,13 +221,19 @@ fn virtual_hosts(
             }
         }
     }
+    // On TLS, every listener's own hostname gets a host, even without
+    // routes, so that a request whose Host belongs to another listener than
+    // its SNI is told 421 rather than routed or 404'd.
+    if tls {
+        for &i in members {
+            let hostname = listeners[i].hostname.clone().unwrap_or_default();
+            hosts.entry(hostname).or_insert_with(|| (i, Vec::new()));
+        }
+    }
     let mut out = Vec::new();
-    for (hostname, mut entries) in hosts {
+    for (hostname, (owner, mut entries)) in hosts {
         entries.sort_by(|a, b| precedence(a, routes).cmp(&precedence(b, routes)));
-        let source = entries
-            .first()
-            .map(|e| listeners[e.attachment.listener].name.clone())
-            .unwrap_or_default();
+        let source = listeners[owner].name.clone();
         let mut rules = Vec::new();
         let mut rule_ids: BTreeMap<(usize, usize), u32> = BTreeMap::new();
         let mut matches = Vec::new();

@@ -674,3 +674,163 @@ spec:
     ))
     .expect("valid");
 }
+
+fn policy(name: &str, created: &str, section: Option<&str>, ca_kind: &str) -> String {
+    let section = section
+        .map(|s| format!(", sectionName: {s}"))
+        .unwrap_or_default();
+    format!(
+        r#"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {{name: {name}, namespace: apps, creationTimestamp: '{created}'}}
+spec:
+  targetRefs: [{{group: "", kind: Service, name: echo{section}}}]
+  validation:
+    hostname: echo.internal
+    caCertificateRefs: [{{group: "", kind: {ca_kind}, name: ca}}]
+"#
+    )
+}
+
+const CA: &str = r#"
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: ca, namespace: apps}
+data:
+  ca.crt: "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ2n3\n-----END CERTIFICATE-----\n"
+"#;
+
+fn policy_conditions(t: &Translation, name: &str) -> Vec<Condition> {
+    t.policies[&("apps".to_owned(), name.to_owned())]
+        .first()
+        .unwrap_or_else(|| panic!("no ancestor status for {name}"))
+        .conditions
+        .clone()
+}
+
+#[test]
+fn backend_tls_policies_conflict_and_the_oldest_wins_unless_one_names_the_port() {
+    let route = route(
+        "web",
+        "  parentRefs: [{name: edge}]\n  rules:\n  - backendRefs: [{name: echo, port: 8080}]",
+    );
+    let yaml = format!(
+        "{BASE}{CA}{}{route}{}{}",
+        gateway(HTTP_LISTENER),
+        policy("older", "2026-01-01T00:00:00Z", None, "ConfigMap"),
+        policy("newer", "2026-02-01T00:00:00Z", None, "ConfigMap"),
+    );
+    let t = translate(&snapshot(&yaml));
+    assert_eq!(
+        condition(&policy_conditions(&t, "older"), "Accepted").status,
+        "True"
+    );
+    let newer = condition(&policy_conditions(&t, "newer"), "Accepted").clone();
+    assert_eq!(
+        (newer.status.as_str(), newer.reason.as_str()),
+        ("False", "Conflicted")
+    );
+    let backend = plan(&t).config.backends.values().next().expect("backend");
+    assert_eq!(
+        backend.tls.as_ref().map(|tls| tls.server_name.as_str()),
+        Some("echo.internal")
+    );
+
+    // A policy naming the port wins over the whole-Service ones, whatever its age.
+    let yaml = yaml + &policy("port", "2026-03-01T00:00:00Z", Some("http"), "ConfigMap");
+    let t = translate(&snapshot(&yaml));
+    assert_eq!(
+        condition(&policy_conditions(&t, "port"), "Accepted").status,
+        "True"
+    );
+}
+
+#[test]
+fn a_backend_tls_policy_with_a_ca_of_the_wrong_kind_is_refused_and_its_backend_gets_500() {
+    let route = route(
+        "web",
+        "  parentRefs: [{name: edge}]\n  rules:\n  - backendRefs: [{name: echo, port: 8080}]",
+    );
+    let yaml = format!(
+        "{BASE}{}{route}{}",
+        gateway(HTTP_LISTENER),
+        policy("bad", "2026-01-01T00:00:00Z", None, "Unknown")
+    );
+    let t = translate(&snapshot(&yaml));
+    let conditions = policy_conditions(&t, "bad");
+    let accepted = condition(&conditions, "Accepted");
+    assert_eq!(
+        (accepted.status.as_str(), accepted.reason.as_str()),
+        ("False", "NoValidCACertificate")
+    );
+    assert_eq!(condition(&conditions, "ResolvedRefs").reason, "InvalidKind");
+    let rule = &plan(&t).config.listeners[0].virtual_hosts[0].rules[0];
+    assert!(matches!(rule.backends[0].target, BackendTarget::Invalid(_)));
+}
+
+#[test]
+fn https_listeners_each_own_a_host_so_misdirected_requests_get_421() {
+    let secret = r#"
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: cert, namespace: apps}
+type: kubernetes.io/tls
+data:
+  tls.crt: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJzekNDQVZtZ0F3SUJBZ0lVUTJuMwotLS0tLUVORCBDRVJUSUZJQ0FURS0tLS0tCg==
+  tls.key: LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0tCk1JSUJzekNDQVZtZ0F3SUJBZ0lVUTJuMwotLS0tLUVORCBQUklWQVRFIEtFWS0tLS0tCg==
+"#;
+    let listeners = "  - {name: any, protocol: HTTPS, port: 443, tls: {certificateRefs: [{name: cert}]}}\n  - {name: second, protocol: HTTPS, port: 443, hostname: second.example, tls: {certificateRefs: [{name: cert}]}}";
+    let yaml = format!(
+        "{BASE}{secret}{}{}",
+        gateway(listeners),
+        route(
+            "first",
+            "  parentRefs: [{name: edge, sectionName: any}]\n  hostnames: [first.example, second.example]\n  rules:\n  - backendRefs: [{name: echo, port: 8080}]"
+        )
+    );
+    let t = translate(&snapshot(&yaml));
+    let hosts: Vec<(Vec<String>, String, usize)> = plan(&t).config.listeners[0]
+        .virtual_hosts
+        .iter()
+        .map(|h| (h.hostnames.clone(), h.source.clone(), h.rules.len()))
+        .collect();
+    assert_eq!(
+        hosts,
+        vec![
+            (vec![], "any".to_owned(), 0),
+            (vec!["first.example".to_owned()], "any".to_owned(), 1),
+            // second.example belongs to its own listener: the route attached
+            // to the catch-all one does not serve it (listener isolation).
+            (vec!["second.example".to_owned()], "second".to_owned(), 0),
+        ]
+    );
+}
+
+#[test]
+fn gateway_addresses_of_unsupported_types_or_too_many_are_reported() {
+    let with = |addresses: &str| {
+        let yaml = format!(
+            "{BASE}{}",
+            gateway(HTTP_LISTENER).replace(
+                "gatewayClassName: portcullis",
+                &format!("gatewayClassName: portcullis\n  addresses: {addresses}")
+            )
+        );
+        translate(&snapshot(&yaml))
+    };
+    let t = with("[{type: test/fake, value: x}]");
+    let accepted = condition(plan(&t).status.conditions.as_ref().unwrap(), "Accepted").clone();
+    assert_eq!(
+        (accepted.status.as_str(), accepted.reason.as_str()),
+        ("False", "UnsupportedAddress")
+    );
+    let t = with("[{value: 198.19.1.250}, {value: 198.19.0.209}]");
+    let programmed = condition(plan(&t).status.conditions.as_ref().unwrap(), "Programmed").clone();
+    assert_eq!(programmed.reason, "AddressNotUsable");
+    let t = with("[{value: 198.19.0.209}]");
+    assert_eq!(plan(&t).requested_address.as_deref(), Some("198.19.0.209"));
+}
