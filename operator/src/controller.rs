@@ -440,7 +440,7 @@ impl Controller {
                 continue;
             }
             let mut objects = provision::objects(key, plan, &self.settings);
-            match self.config_secret(key, plan, &snapshot) {
+            match self.config_secret(key, plan) {
                 Ok(secret) => objects.push(secret),
                 Err(err) => {
                     note(Err(err));
@@ -500,27 +500,21 @@ impl Controller {
         }
     }
 
-    fn config_secret(
-        &self,
-        key: &Key,
-        plan: &GatewayPlan,
-        snapshot: &Snapshot,
-    ) -> Result<Desired, Error> {
-        let _ = snapshot;
-        if let Err(errors) = proxy_config::validate(&proxy_config::ConfigDocument::new(
-            plan.generation,
-            plan.config.clone(),
-        )) {
-            // A translation bug: never ship what the proxy would refuse.
-            error!(gateway = %format!("{}/{}", key.0, key.1), %errors, "compiled config is invalid; not written");
-        }
+    fn config_secret(&self, key: &Key, plan: &GatewayPlan) -> Result<Desired, Error> {
+        let gateway = format!("{}/{}", key.0, key.1);
         let document = proxy_config::ConfigDocument::new(plan.generation, plan.config.clone());
-        let encoded = proxy_config::encode(&document).map_err(|source| Error::Encode {
-            gateway: format!("{}/{}", key.0, key.1),
-            source,
-        })?;
+        // A translation bug must not reach the proxy, which would refuse the
+        // whole document: keep the last good one and say why.
+        if let Err(errors) = proxy_config::validate(&document) {
+            return Err(Error::InvalidConfig {
+                gateway,
+                errors: errors.to_string(),
+            });
+        }
+        let encoded =
+            proxy_config::encode(&document).map_err(|source| Error::Encode { gateway, source })?;
         let mut desired = provision::config_secret(key, plan, encoded);
-        // The config hash decides whether the Secret is rewritten.
+        // The generation and config hash decide whether the Secret is rewritten.
         desired.hash = format!("{}:{}", plan.generation, plan.config_hash);
         Ok(desired)
     }

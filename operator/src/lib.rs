@@ -61,6 +61,8 @@ pub enum Error {
         gateway: String,
         source: proxy_config::CodecError,
     },
+    #[error("the compiled config of {gateway} is invalid, so it was not written: {errors}")]
+    InvalidConfig { gateway: String, errors: String },
     #[error("serializing {what}: {source}")]
     Json {
         what: String,
