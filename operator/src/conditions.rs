@@ -74,6 +74,7 @@ pub mod reason {
     pub const UNSUPPORTED_PROTOCOL: &str = "UnsupportedProtocol";
     pub const INVALID_CERTIFICATE_REF: &str = "InvalidCertificateRef";
     pub const INVALID_ROUTE_KINDS: &str = "InvalidRouteKinds";
+    pub const INVALID_CLIENT_CERTIFICATE_REF: &str = "InvalidClientCertificateRef";
     pub const REF_NOT_PERMITTED: &str = "RefNotPermitted";
     pub const NO_VALID_CA_CERTIFICATE: &str = "NoValidCACertificate";
     pub const INVALID_CA_CERTIFICATE_REF: &str = "InvalidCACertificateRef";

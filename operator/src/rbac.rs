@@ -11,9 +11,10 @@
 //!   patches their `/status` (only `patch`: no `update`);
 //! - it list-watches the inputs of translation (Services, EndpointSlices,
 //!   Secrets, ConfigMaps, Namespaces, ProxyConfigs, proxy Pods);
-//! - it server-side applies (`patch`, which also creates) and deletes the
-//!   objects a Gateway owns, and list-watches them (label-selected) to skip
-//!   no-op writes and find stale ones;
+//! - it server-side applies and deletes the objects a Gateway owns, and
+//!   list-watches them (label-selected) to skip no-op writes and find stale
+//!   ones. A server-side apply is a `patch`, and when the object does not
+//!   exist yet the API server also authorizes it as a `create`: both verbs;
 //! - the per-Gateway Role it creates (`provision.rs`) grants `get`, `list`,
 //!   `watch` on one Secret and `get`, `patch` on `pods/status`; RBAC only lets
 //!   a subject grant what it holds, so the operator holds those too;
@@ -52,8 +53,9 @@ impl Rule {
 
 const READ: &[&str] = &["list", "watch"];
 /// What the controller does with the objects a Gateway owns: watch them,
-/// server-side apply them, delete the stale ones.
-const OWN: &[&str] = &["list", "watch", "patch", "delete"];
+/// server-side apply them (`patch`, and `create` for the first apply),
+/// delete the stale ones.
+const OWN: &[&str] = &["list", "watch", "create", "patch", "delete"];
 
 /// Every permission the operator needs, cluster-wide then in its namespace.
 pub const RULES: &[Rule] = &[
@@ -117,7 +119,7 @@ pub const RULES: &[Rule] = &[
         scope: Scope::Cluster,
         api_groups: &[""],
         resources: &["secrets"],
-        verbs: &["get", "list", "watch", "patch", "delete"],
+        verbs: &["get", "list", "watch", "create", "patch", "delete"],
     },
     Rule {
         scope: Scope::Cluster,
@@ -412,54 +414,56 @@ mod tests {
         (Scope::Cluster, "", "namespaces", &["list", "watch"]),
         (Scope::Cluster, "", "pods", &["list", "watch"]),
         // controller.rs: CoreStores watch them, `apply` (server-side apply:
-        // patch) and `delete_stale` (delete).
+        // patch, and create when the object does not exist yet; the
+        // install e2e test met the API server refusing it without create)
+        // and `delete_stale` (delete).
         (
             Scope::Cluster,
             "",
             "services",
-            &["list", "watch", "patch", "delete"],
+            &["list", "watch", "create", "patch", "delete"],
         ),
         (
             Scope::Cluster,
             "",
             "secrets",
-            &["list", "watch", "patch", "delete"],
+            &["list", "watch", "create", "patch", "delete"],
         ),
         (
             Scope::Cluster,
             "",
             "serviceaccounts",
-            &["list", "watch", "patch", "delete"],
+            &["list", "watch", "create", "patch", "delete"],
         ),
         (
             Scope::Cluster,
             "apps",
             "deployments",
-            &["list", "watch", "patch", "delete"],
+            &["list", "watch", "create", "patch", "delete"],
         ),
         (
             Scope::Cluster,
             "rbac.authorization.k8s.io",
             "roles",
-            &["list", "watch", "patch", "delete"],
+            &["list", "watch", "create", "patch", "delete"],
         ),
         (
             Scope::Cluster,
             "rbac.authorization.k8s.io",
             "rolebindings",
-            &["list", "watch", "patch", "delete"],
+            &["list", "watch", "create", "patch", "delete"],
         ),
         (
             Scope::Cluster,
             "autoscaling",
             "horizontalpodautoscalers",
-            &["list", "watch", "patch", "delete"],
+            &["list", "watch", "create", "patch", "delete"],
         ),
         (
             Scope::Cluster,
             "policy",
             "poddisruptionbudgets",
-            &["list", "watch", "patch", "delete"],
+            &["list", "watch", "create", "patch", "delete"],
         ),
         // provision.rs: the per-Gateway Role's grants (RBAC escalation check).
         (Scope::Cluster, "", "secrets", &["get", "list", "watch"]),

@@ -53,6 +53,9 @@ struct GatewayWork<'a> {
     listeners: Vec<ListenerState>,
     config: GatewayConfig,
     attachments: Vec<Attachment>,
+    /// `spec.tls.backend.clientCertificateRef`, resolved: the certificate
+    /// key presented to TLS backends, or why it is not.
+    backend_client_certificate: Result<Option<String>, RefProblem>,
 }
 
 pub(super) fn translate(
@@ -299,6 +302,8 @@ fn gateway_work<'a>(
     };
     settings_from(&spec, &mut config);
     let listener_states = listeners(snapshot, gateway, &mut config);
+    let backend_client_certificate =
+        backend_client_certificate(snapshot, gateway, &key.0, &mut config);
     GatewayWork {
         key,
         gateway,
@@ -314,6 +319,45 @@ fn gateway_work<'a>(
         listeners: listener_states,
         config,
         attachments: Vec::new(),
+        backend_client_certificate,
+    }
+}
+
+/// The certificate the proxy presents to backends it re-encrypts to.
+fn backend_client_certificate(
+    snapshot: &Snapshot,
+    gateway: &Gateway,
+    namespace: &str,
+    config: &mut GatewayConfig,
+) -> Result<Option<String>, RefProblem> {
+    let Some(reference) = gateway
+        .spec
+        .tls
+        .as_ref()
+        .and_then(|t| t.backend.as_ref())
+        .and_then(|b| b.client_certificate_ref.as_ref())
+    else {
+        return Ok(None);
+    };
+    match super::tls::server_certificate(
+        snapshot,
+        namespace,
+        reference.group.as_deref(),
+        reference.kind.as_deref(),
+        &reference.name,
+        reference.namespace.as_deref(),
+    ) {
+        Ok((key, certificate)) => {
+            config.certificates.insert(key.clone(), certificate);
+            Ok(Some(key))
+        }
+        Err(mut problem) => {
+            if problem.reason == reason::INVALID_CERTIFICATE_REF {
+                problem.reason = reason::INVALID_CLIENT_CERTIFICATE_REF;
+            }
+            problem.message = format!("spec.tls.backend.clientCertificateRef: {}", problem.message);
+            Err(problem)
+        }
     }
 }
 
@@ -598,6 +642,13 @@ fn plan(
             work.config.ca_bundles.insert(key.clone(), pem.clone());
         }
     }
+    if let Ok(Some(certificate)) = &work.backend_client_certificate {
+        for backend in work.config.backends.values_mut() {
+            if let Some(tls) = backend.tls.as_mut() {
+                tls.client_certificate = Some(certificate.clone());
+            }
+        }
+    }
     let config_hash = content_hash(&work.config);
     let deployed = snapshot
         .deployed
@@ -654,6 +705,22 @@ fn plan(
             true,
             reason::ACCEPTED,
             "The Gateway is accepted.",
+            generation_of_gateway,
+        ),
+    });
+    conditions.push(match &work.backend_client_certificate {
+        Ok(_) => condition(
+            reason::RESOLVED_REFS,
+            true,
+            reason::RESOLVED_REFS,
+            "All references of the Gateway resolved.",
+            generation_of_gateway,
+        ),
+        Err(problem) => condition(
+            reason::RESOLVED_REFS,
+            false,
+            problem.reason,
+            problem.message.clone(),
             generation_of_gateway,
         ),
     });

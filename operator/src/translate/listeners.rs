@@ -297,8 +297,24 @@ fn listener_state(
             }
         }
         match client_validation(snapshot, gateway, namespace, state.port, config) {
-            Ok(validation) => state.client_validation = validation,
+            Ok((validation, problem)) => {
+                state.client_validation = validation;
+                if let Some(problem) = problem
+                    && state.resolved.is_ok()
+                {
+                    state.resolved = Err(problem);
+                }
+            }
             Err(problem) => {
+                // No usable CA: the listener cannot check clients, so it is
+                // not accepted at all rather than served without checking.
+                state.accepted = Err(RefProblem {
+                    reason: reason::NO_VALID_CA_CERTIFICATE,
+                    message: format!(
+                        "No CA certificate for client validation resolves: {}",
+                        problem.message
+                    ),
+                });
                 if state.resolved.is_ok() {
                     state.resolved = Err(problem);
                 }
@@ -308,16 +324,18 @@ fn listener_state(
     state
 }
 
-/// `spec.tls.frontend`: the per-port entry, else the default.
+/// `spec.tls.frontend`: the per-port entry, else the default. Returns the
+/// validation with the CA bundles that resolve and the first problem with
+/// the others; an error when none resolves.
 fn client_validation(
     snapshot: &Snapshot,
     gateway: &Gateway,
     namespace: &str,
     port: u16,
     config: &mut GatewayConfig,
-) -> Result<Option<ClientValidation>, RefProblem> {
+) -> Result<(Option<ClientValidation>, Option<RefProblem>), RefProblem> {
     let Some(frontend) = gateway.spec.tls.as_ref().and_then(|t| t.frontend.as_ref()) else {
-        return Ok(None);
+        return Ok((None, None));
     };
     let per_port = frontend
         .per_port
@@ -349,32 +367,42 @@ fn client_validation(
                     Some(GatewayTlsFrontendDefaultValidationMode::AllowInsecureFallback)
                 ),
             ),
-            None => return Ok(None),
+            None => return Ok((None, None)),
         },
     };
     let mut bundles = Vec::new();
+    let mut first_problem = None;
     for (group, kind, name, ref_namespace) in refs {
-        let (key, pem) = ca_bundle(
+        match ca_bundle(
             snapshot,
             (crate::GATEWAY_GROUP, "Gateway", namespace),
             &group,
             &kind,
             &name,
             ref_namespace.as_deref(),
-        )?;
-        config.ca_bundles.insert(key.clone(), pem);
-        bundles.push(key);
+        ) {
+            Ok((key, pem)) => {
+                config.ca_bundles.insert(key.clone(), pem);
+                bundles.push(key);
+            }
+            Err(problem) => {
+                first_problem.get_or_insert(problem);
+            }
+        }
     }
     if bundles.is_empty() {
-        return Err(RefProblem {
+        return Err(first_problem.unwrap_or(RefProblem {
             reason: reason::NO_VALID_CA_CERTIFICATE,
             message: "Client certificate validation names no CA certificate.".to_owned(),
-        });
+        }));
     }
-    Ok(Some(ClientValidation {
-        ca_bundles: bundles,
-        allow_missing: insecure,
-    }))
+    Ok((
+        Some(ClientValidation {
+            ca_bundles: bundles,
+            allow_missing: insecure,
+        }),
+        first_problem,
+    ))
 }
 
 /// Listeners on one port must be of one compatible protocol group, and
