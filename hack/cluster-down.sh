@@ -44,6 +44,9 @@ if ip link show "$bridge" >/dev/null 2>&1; then
   log "removed bridge $bridge"
 fi
 
+ip rule del priority 1001 2>/dev/null || true
+ip rule del priority 1000 2>/dev/null || true
+ip route del unreachable 198.18.0.0/15 2>/dev/null || true
 if [[ -f $state/ip_forward ]]; then
   sysctl -q -w "net.ipv4.ip_forward=$(cat "$state/ip_forward")"
   rm -f "$state/ip_forward"

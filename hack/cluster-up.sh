@@ -51,6 +51,14 @@ ip link set "$bridge" up
 # Remember the machine's setting so that cluster-down can put it back.
 [[ -f $state/ip_forward ]] || sysctl -n net.ipv4.ip_forward > "$state/ip_forward"
 sysctl -q -w net.ipv4.ip_forward=1
+# Nothing addressed to the cluster's ranges ever leaves this machine (a load
+# balancer address that is not assigned, a ClusterIP nothing routes), and
+# Pods reach nothing beyond this machine.
+ip route replace unreachable 198.18.0.0/15
+ip rule show | grep -q "iif $bridge lookup main" ||
+  ip rule add priority 1000 iif "$bridge" to 198.18.0.0/15 lookup main
+ip rule show | grep -q "iif $bridge unreachable" ||
+  ip rule add priority 1001 iif "$bridge" unreachable
 
 if [[ ! -f $pki/ca.crt ]]; then
   log "certificates"
@@ -74,6 +82,20 @@ EOF
     openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
       -extfile client.ext -out admin.crt 2>/dev/null
     rm -f ./*.csr
+  )
+fi
+# The node agent's kubelet endpoint (kubectl logs), on the node's InternalIP.
+# Its own block, so that a cluster whose CA predates it gets one too.
+if [[ ! -f $pki/kubelet.crt ]]; then
+  log "kubelet serving certificate"
+  (
+    cd "$pki"
+    printf 'subjectAltName=DNS:portcullis-node,IP:%s\nextendedKeyUsage=serverAuth\n' "$gateway_ip" > kubelet.ext
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout kubelet.key \
+      -out kubelet.csr -subj "/O=system:nodes/CN=system:node:portcullis-node" 2>/dev/null
+    openssl x509 -req -in kubelet.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile kubelet.ext -out kubelet.crt 2>/dev/null
+    rm -f kubelet.csr
   )
 fi
 
@@ -128,6 +150,7 @@ start kube-apiserver "$CACHE/bin/kube-apiserver" \
   --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
   --client-ca-file "$pki/ca.crt" \
   --kubelet-client-certificate "$pki/admin.crt" --kubelet-client-key "$pki/admin.key" \
+  --kubelet-preferred-address-types InternalIP,Hostname \
   --service-account-issuer https://kubernetes.default.svc.cluster.local \
   --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
   --service-cluster-ip-range "$service_cidr" \
@@ -159,7 +182,9 @@ kubectl wait --for condition=Established --timeout 60s crd --all >/dev/null
 log "node agent"
 start node-agent "$agent_bin" --kubeconfig "$kubeconfig" --images "$ROOT/e2e/images.yaml" \
   --state-dir "$state/node" --bridge "$bridge" --gateway "$gateway_ip" \
-  --api-server-host "$gateway_ip" --api-server-port "$port" --api-ca-file "$pki/ca.crt"
+  --api-server-host "$gateway_ip" --api-server-port "$port" --api-ca-file "$pki/ca.crt" \
+  --kubelet-port 10250 --tls-cert-file "$pki/kubelet.crt" --tls-private-key-file "$pki/kubelet.key" \
+  --client-ca-file "$pki/ca.crt"
 wait_for "the node" 60 kubectl wait --for condition=Ready --timeout 1s node/portcullis-node
 # Pods need their namespace's default ServiceAccount before they can start.
 wait_for "the default service account" 30 kubectl get serviceaccount default
