@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the Gateway API conformance suite (built from the pinned Go module by
 # hack/build-cluster-bins.sh) against the local cluster, with GatewayClass
-# `portcullis`, writes one report per profile under conformance/reports/
-# and prints passed/failed/skipped per profile.
+# `portcullis` in one pass over every profile (the suite runs each test
+# once whatever the profiles), writes one report per profile under
+# conformance/reports/ and prints core/extended counts per profile.
 #
 #   CONFORMANCE_PROFILES  comma list (GATEWAY-HTTP,GATEWAY-GRPC,GATEWAY-TLS,GATEWAY-TCP,GATEWAY-UDP)
 #   CONFORMANCE_RUN_TEST  run only this test (the suite's -run-test)
@@ -29,39 +30,54 @@ trap 'kill $operator 2>/dev/null; wait $operator 2>/dev/null || true' EXIT
 
 version=$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo dev)
 started=$SECONDS
-summary=()
+combined=$CACHE/conformance-report.yaml
+log "running $profiles in one pass (log: ${CACHE#"$ROOT"/}/conformance.log)"
+args=(
+  -test.v -test.timeout 80m -test.run '^TestConformance$'
+  -gateway-class portcullis
+  -conformance-profiles "$profiles"
+  -organization portcullis -project portcullis
+  -url https://github.com/portcullis-io/portcullis -version "$version"
+  -contact https://github.com/portcullis-io/portcullis/issues
+  -report-output "$combined"
+  # GatewayStaticAddresses: the last address of the node agent's load
+  # balancer pool can be assigned; one outside the pool cannot.
+  -usable-address 198.19.0.209 -unusable-address 198.19.1.250
+)
+[[ -n ${CONFORMANCE_RUN_TEST:-} ]] && args+=(-run-test "$CONFORMANCE_RUN_TEST")
 status=0
-for profile in ${profiles//,/ }; do
-  report=$reports/$(tr 'A-Z' 'a-z' <<<"$profile")-report.yaml
-  log "running $profile"
-  args=(
-    -test.v -test.timeout 60m -test.run '^TestConformance$'
-    -gateway-class portcullis
-    -conformance-profiles "$profile"
-    -organization portcullis -project portcullis
-    -url https://github.com/portcullis-io/portcullis -version "$version"
-    -contact https://github.com/portcullis-io/portcullis/issues
-    -report-output "$report"
-    # GatewayStaticAddresses: the last address of the node agent's load
-    # balancer pool can be assigned; one outside the pool cannot.
-    -usable-address 198.19.0.209 -unusable-address 198.19.1.250
-  )
-  [[ -n ${CONFORMANCE_RUN_TEST:-} ]] && args+=(-run-test "$CONFORMANCE_RUN_TEST")
-  # The suite reads its manifests relative to its package directory.
-  if ! (cd "$CACHE/gateway-api/$GATEWAY_API_VERSION/conformance" && "$suite" "${args[@]}") \
-    > "$CACHE/conformance-$profile.log" 2>&1; then
-    status=1
-  fi
-  passed=$(grep -c -- '^    --- PASS' "$CACHE/conformance-$profile.log" || true)
-  failed=$(grep -c -- '^    --- FAIL' "$CACHE/conformance-$profile.log" || true)
-  skipped=$(grep -c -- '^    --- SKIP' "$CACHE/conformance-$profile.log" || true)
-  line=$(printf '%-14s %4d passed %4d failed %4d skipped' "$profile" "$passed" "$failed" "$skipped")
-  if ((passed + failed == 0)); then
-    # The suite stopped before running any test: say why.
-    line+="  ($(grep -m1 -A1 'Received unexpected error' "$CACHE/conformance-$profile.log" | tail -1 | sed 's/^[[:space:]]*//'))"
-  fi
-  summary+=("$line")
-done
-printf '%s\n' "${summary[@]}"
-log "conformance took $((SECONDS - started)) s; logs in ${CACHE#"$ROOT"/}/conformance-*.log, reports in ${reports#"$ROOT"/}"
+rm -f "$combined"
+# The suite reads its manifests relative to its package directory.
+(cd "$CACHE/gateway-api/$GATEWAY_API_VERSION/conformance" && "$suite" "${args[@]}") \
+  >"$CACHE/conformance.log" 2>&1 || status=1
+if [[ ! -f $combined ]]; then
+  # The suite stopped before running any test: say why.
+  grep -m1 -A1 'Received unexpected error' "$CACHE/conformance.log" | tail -1 >&2 || true
+  die "no report written; see ${CACHE#"$ROOT"/}/conformance.log"
+fi
+# One report per profile, and a summary line for each.
+python3 - "$combined" "$reports" <<'PY'
+import copy, sys, yaml
+combined, reports = sys.argv[1], sys.argv[2]
+report = yaml.safe_load(open(combined))
+for profile in report.get("profiles", []):
+    single = copy.deepcopy(report)
+    single["profiles"] = [profile]
+    name = profile["name"].lower()
+    with open(f"{reports}/{name}-report.yaml", "w") as out:
+        yaml.safe_dump(single, out, sort_keys=False)
+    parts = []
+    for level in ("core", "extended"):
+        stats = (profile.get(level) or {}).get("statistics") or {}
+        parts.append(f"{level} {stats.get('Passed', 0)} passed {stats.get('Failed', 0)} failed {stats.get('Skipped', 0)} skipped")
+    failed = (profile.get("core") or {}).get("failedTests", []) + (profile.get("extended") or {}).get("failedTests", [])
+    unsupported = (profile.get("extended") or {}).get("unsupportedFeatures", [])
+    line = f"{profile['name']:<14} " + ", ".join(parts)
+    if failed:
+        line += f"; failed: {', '.join(failed)}"
+    if unsupported:
+        line += f"; unsupported: {', '.join(unsupported)}"
+    print(line)
+PY
+log "conformance took $((SECONDS - started)) s; reports in ${reports#"$ROOT"/}"
 exit $status
