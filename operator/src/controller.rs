@@ -807,10 +807,11 @@ impl Controller {
             // Keep fields other writers own (none today) by merging over.
             if let (Some(live_status), Some(object)) =
                 (live.data.get("status"), desired.as_object_mut())
+                && live_status.get("addresses").is_some()
+                && object.get("addresses").is_none()
             {
-                if live_status.get("addresses").is_some() && object.get("addresses").is_none() {
-                    object.insert("addresses".to_owned(), serde_json::Value::Null);
-                }
+                // Clear addresses the Service no longer has.
+                object.insert("addresses".to_owned(), serde_json::Value::Null);
             }
             if status_equal(live.data.get("status"), &desired) {
                 continue;

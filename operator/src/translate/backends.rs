@@ -254,7 +254,7 @@ fn ready_endpoints(
             .flatten()
             .find(|p| p.name.as_deref().unwrap_or("") == port_name.unwrap_or(""))
             .and_then(|p| p.port)
-            .or_else(|| match target_port {
+            .or(match target_port {
                 Some(IntOrString::Int(port)) => Some(*port),
                 None => Some(port_number),
                 _ => None,
@@ -278,7 +278,7 @@ fn ready_endpoints(
             }
         }
     }
-    endpoints.sort_by(|a, b| (a.address, a.port).cmp(&(b.address, b.port)));
+    endpoints.sort_by_key(|e| (e.address, e.port));
     endpoints.dedup();
     endpoints
 }

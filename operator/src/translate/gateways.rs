@@ -408,15 +408,15 @@ pub fn merge_specs(class: &ProxyConfigSpec, gateway: &ProxyConfigSpec) -> ProxyC
     };
     // With the Gateway's own autoscaling, the class's replicas no longer
     // apply, and the other way round: they are mutually exclusive.
-    if over.get("autoscaling").is_some() {
-        if let Some(object) = base.as_object_mut() {
-            object.remove("replicas");
-        }
+    if over.get("autoscaling").is_some()
+        && let Some(object) = base.as_object_mut()
+    {
+        object.remove("replicas");
     }
-    if over.get("replicas").is_some() {
-        if let Some(object) = base.as_object_mut() {
-            object.remove("autoscaling");
-        }
+    if over.get("replicas").is_some()
+        && let Some(object) = base.as_object_mut()
+    {
+        object.remove("autoscaling");
     }
     merge(&mut base, over);
     serde_json::from_value(base).unwrap_or_else(|_| gateway.clone())
@@ -948,13 +948,14 @@ fn service_addresses(
         }
     }
     let spec = service.spec.clone().unwrap_or_default();
-    if addresses.is_empty() && spec.type_.as_deref() == Some("ClusterIP") {
-        if let Some(ip) = spec.cluster_ip.filter(|ip| !ip.is_empty() && ip != "None") {
-            addresses.push(GatewayStatusAddresses {
-                r#type: Some("IPAddress".to_owned()),
-                value: ip,
-            });
-        }
+    if addresses.is_empty()
+        && spec.type_.as_deref() == Some("ClusterIP")
+        && let Some(ip) = spec.cluster_ip.filter(|ip| !ip.is_empty() && ip != "None")
+    {
+        addresses.push(GatewayStatusAddresses {
+            r#type: Some("IPAddress".to_owned()),
+            value: ip,
+        });
     }
     addresses
 }

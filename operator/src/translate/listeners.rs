@@ -324,6 +324,9 @@ fn listener_state(
     state
 }
 
+/// A CA certificate reference: group, kind, name, namespace.
+type CaRef = (String, String, String, Option<String>);
+
 /// `spec.tls.frontend`: the per-port entry, else the default. Returns the
 /// validation with the CA bundles that resolve and the first problem with
 /// the others; an error when none resolves.
@@ -343,7 +346,7 @@ fn client_validation(
         .flatten()
         .find(|entry| entry.port == i32::from(port))
         .and_then(|entry| entry.tls.validation.as_ref());
-    let (refs, insecure): (Vec<(String, String, String, Option<String>)>, bool) = match per_port {
+    let (refs, insecure): (Vec<CaRef>, bool) = match per_port {
         Some(validation) => (
             validation
                 .ca_certificate_refs

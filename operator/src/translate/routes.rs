@@ -229,7 +229,8 @@ mod tests {
 
     #[test]
     fn hostname_intersection_table() {
-        let cases: &[(Option<&str>, &[&str], Option<&[&str]>)] = &[
+        type Case<'a> = (Option<&'a str>, &'a [&'a str], Option<&'a [&'a str]>);
+        let cases: &[Case<'_>] = &[
             (None, &[], Some(&[])),
             (None, &["a.com"], Some(&["a.com"])),
             (Some("a.com"), &[], Some(&["a.com"])),

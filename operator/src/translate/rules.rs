@@ -432,21 +432,18 @@ fn filters(
                 let Some(r) = &filter.request_redirect else {
                     return Err("RequestRedirect needs requestRedirect".to_owned());
                 };
-                let path = match &r.path {
-                    None => None,
-                    Some(p) => Some(match p.r#type {
-                        HttpRouteRulesFiltersRequestRedirectPathType::ReplaceFullPath => {
-                            PathModifier::ReplaceFullPath(
-                                p.replace_full_path.clone().unwrap_or_default(),
-                            )
-                        }
-                        HttpRouteRulesFiltersRequestRedirectPathType::ReplacePrefixMatch => {
-                            PathModifier::ReplacePrefixMatch(
-                                p.replace_prefix_match.clone().unwrap_or_default(),
-                            )
-                        }
-                    }),
-                };
+                let path = r.path.as_ref().map(|p| match p.r#type {
+                    HttpRouteRulesFiltersRequestRedirectPathType::ReplaceFullPath => {
+                        PathModifier::ReplaceFullPath(
+                            p.replace_full_path.clone().unwrap_or_default(),
+                        )
+                    }
+                    HttpRouteRulesFiltersRequestRedirectPathType::ReplacePrefixMatch => {
+                        PathModifier::ReplacePrefixMatch(
+                            p.replace_prefix_match.clone().unwrap_or_default(),
+                        )
+                    }
+                });
                 let status_code = u16::try_from(r.status_code.unwrap_or(302)).unwrap_or(302);
                 if ![301, 302, 303, 307, 308].contains(&status_code) {
                     return Err(format!(

@@ -337,15 +337,14 @@ fn tls_routes(
             Some(ListenerProtocol::Tls(mode)) => mode,
             _ => continue,
         };
-        for rule in &compiled[attachment.route].rules {
+        // One rule per TLSRoute is what the spec allows.
+        if let Some(rule) = compiled[attachment.route].rules.first() {
             out.push(TlsRoute {
                 route: rule.rule.route.clone(),
                 hostnames: attachment.hostnames.clone(),
                 backends: rule.rule.backends.clone(),
                 mode: mode_override.or(mixed.then_some(listener_mode)),
             });
-            // One rule per TLSRoute is what the spec allows.
-            break;
         }
     }
     out
