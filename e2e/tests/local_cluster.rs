@@ -360,3 +360,123 @@ async fn a_load_balancer_answers_and_deletion_leaves_nothing_behind() {
     assert!(stray.is_some(), "nothing answers for the deleted pods");
     namespace.delete().await;
 }
+
+/// `kubectl logs` through the API server to the node agent's kubelet
+/// endpoint: the echo server's line for a request we made, with tail,
+/// timestamps, since-time and follow.
+#[tokio::test]
+async fn kubectl_logs_reads_what_the_container_wrote() {
+    ensure_cluster(AGENT);
+    let client = client().await;
+    let node = Api::<Node>::all(client.clone())
+        .get("portcullis-node")
+        .await
+        .expect("node");
+    let port = node
+        .status
+        .and_then(|s| s.daemon_endpoints)
+        .and_then(|d| d.kubelet_endpoint)
+        .map(|e| e.port);
+    assert_eq!(port, Some(10250), "the Node publishes the kubelet port");
+
+    let namespace = TestNamespace::create(&client, "logs").await;
+    let ns = namespace.name.clone();
+    apply(&echo_deployment(&ns, "echo", 1));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let ready = wait_for(Duration::from_secs(90), || async {
+        ready_pods(&pods, "app=echo", 1).await
+    })
+    .await
+    .expect("the echo pod becomes Ready");
+    let pod = ready[0].metadata.name.clone().expect("name");
+    let ip = ready[0]
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .expect("pod IP");
+    let logs = |extra: &[&str]| {
+        let mut args = vec!["logs", "-n", ns.as_str(), pod.as_str(), "-c", "echo"];
+        args.extend_from_slice(extra);
+        kubectl(&args)
+    };
+    // echo-basic prints "Echoing back request made to <path> to client (...)".
+    let line_for = |path: &str| format!("Echoing back request made to {path} to client");
+
+    let before = format!("/logs-before-{}", ns);
+    http_get_json(&format!("http://{ip}:3000{before}"))
+        .await
+        .expect("echo answers");
+    let all = wait_for(Duration::from_secs(10), || async {
+        logs(&[])
+            .ok()
+            .filter(|text| text.contains(&line_for(&before)))
+    })
+    .await;
+    assert!(
+        all.is_some(),
+        "kubectl logs shows the request: {:?}",
+        logs(&[])
+    );
+
+    let last = logs(&["--tail=1", "--timestamps"]).expect("kubectl logs --tail");
+    assert_eq!(last.lines().count(), 1, "{last:?}");
+    let (time, text) = last.trim_end().split_once(' ').expect("a timestamp");
+    time.parse::<k8s_openapi::jiff::Timestamp>()
+        .unwrap_or_else(|err| panic!("{time:?} is not a timestamp: {err}"));
+    assert!(text.starts_with("Echoing back request made to"), "{last:?}");
+    let limited = logs(&["--limit-bytes=5"]).expect("kubectl logs --limit-bytes");
+    assert_eq!(limited.len(), 5, "{limited:?}");
+
+    // --since-time has whole seconds: two seconds apart tell the requests apart.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let since = k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = format!("/logs-after-{}", ns);
+    http_get_json(&format!("http://{ip}:3000{after}"))
+        .await
+        .expect("echo answers");
+    let recent = wait_for(Duration::from_secs(10), || async {
+        logs(&[&format!("--since-time={since}")])
+            .ok()
+            .filter(|text| text.contains(&line_for(&after)))
+    })
+    .await
+    .expect("kubectl logs --since-time shows the later request");
+    assert!(!recent.contains(&line_for(&before)), "{recent}");
+
+    // Following: new lines arrive on an open stream.
+    let mut follow = tokio::process::Command::new(root().join(".cache/bin/kubectl"))
+        .args(["logs", "-f", "--tail=0", "-n", &ns, &pod, "-c", "echo"])
+        .env("KUBECONFIG", e2e::cluster::kubeconfig_path())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kubectl logs -f");
+    let stdout = follow.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let followed = format!("/logs-followed-{}", ns);
+    let seen = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut ticker = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    let _ = http_get_json(&format!("http://{ip}:3000{followed}")).await;
+                }
+                line = lines.next_line() => match line {
+                    Ok(Some(line)) if line.contains(&line_for(&followed)) => return line,
+                    Ok(Some(_)) => {}
+                    other => panic!("kubectl logs -f ended: {other:?}"),
+                },
+            }
+        }
+    })
+    .await;
+    let _ = follow.kill().await;
+    assert!(
+        seen.is_ok(),
+        "kubectl logs -f shows a request made after it started"
+    );
+    namespace.delete().await;
+}

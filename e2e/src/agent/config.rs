@@ -1,5 +1,5 @@
 //! What the agent needs to know: its node, where the API server is for Pods,
-//! and which local binary stands for which image.
+//! which local binary stands for which image, and how to serve as a kubelet.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -44,6 +44,14 @@ pub struct AgentConfig {
     pub api_server_port: u16,
     /// CA bundle of the API server, given to Pods.
     pub api_ca_file: PathBuf,
+    /// The kubelet endpoint (container logs) on `gateway`, the node's
+    /// InternalIP, published in the Node's `status.daemonEndpoints`.
+    pub kubelet_port: u16,
+    /// Serving certificate and key of the kubelet endpoint, PEM.
+    pub tls_cert_file: PathBuf,
+    pub tls_private_key_file: PathBuf,
+    /// CA that client certificates must chain to for `/containerLogs`.
+    pub client_ca_file: PathBuf,
 }
 
 impl AgentConfig {

@@ -3,16 +3,20 @@
 //!
 //! With it, a real control plane (etcd, kube-apiserver, controller manager,
 //! scheduler) schedules Pods, Deployments scale, EndpointSlices list Pod IPs
-//! and readiness gates hold traffic, without a container runtime.
+//! and readiness gates hold traffic, without a container runtime; and
+//! `kubectl logs` reads container output through its kubelet endpoint.
 
 pub mod config;
 pub mod loadbalancer;
+pub mod logs;
 pub mod network;
 pub mod node;
 pub mod pod;
 pub mod probe;
+pub mod server;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -42,6 +46,16 @@ pub enum AgentError {
     Config(String),
     #[error("watch: {0}")]
     Watch(#[from] watcher::Error),
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("cannot read PEM from {}: {source}", path.display())]
+    Pem {
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("client CA: {0}")]
+    ClientCa(#[from] rustls::server::VerifierBuilderError),
 }
 
 /// Stop signal and latest object of a supervised Pod.
@@ -78,6 +92,9 @@ impl Agent {
     /// Registers the node and runs until the process is stopped.
     pub async fn run(self: Arc<Self>) -> Result<(), AgentError> {
         self.network.prepare().await?;
+        // Listening before the Node says where, so that logs never miss it.
+        let (listener, acceptor) = server::bind(&self.config).await?;
+        tokio::spawn(server::serve(self.clone(), listener, acceptor));
         node::register(&self.client, &self.config).await?;
         tokio::spawn(node::heartbeat(self.client.clone(), self.config.clone()));
         tokio::spawn(loadbalancer::run(self.clone()));
@@ -130,6 +147,41 @@ impl Agent {
             pod::supervise(agent.clone(), pod, latest_pod, stopping).await;
             agent.pods.lock().await.remove(&uid);
         });
+    }
+
+    /// The supervised Pod `namespace/name` and its UID. While a Pod is
+    /// replaced by one of the same name, the one not being deleted.
+    pub async fn pod_named(&self, namespace: &str, name: &str) -> Option<(String, Pod)> {
+        let pods = self.pods.lock().await;
+        let mut deleting = None;
+        for (uid, (_, latest)) in pods.iter() {
+            let pod = latest.borrow();
+            if pod.namespace().as_deref() != Some(namespace) || pod.name_any() != name {
+                continue;
+            }
+            if pod.metadata.deletion_timestamp.is_none() {
+                return Some((uid.clone(), pod.clone()));
+            }
+            deleting = Some((uid.clone(), pod.clone()));
+        }
+        deleting
+    }
+
+    /// Whether a container of a supervised Pod may still write output: the
+    /// Pod is supervised and the container has not finished for good (its
+    /// status is not `terminated`; a restarting one is `waiting`).
+    pub async fn container_running(&self, uid: &str, container: &str) -> bool {
+        let pods = self.pods.lock().await;
+        let Some((_, latest)) = pods.get(uid) else {
+            return false;
+        };
+        let pod = latest.borrow();
+        pod.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|statuses| statuses.iter().find(|s| s.name == container))
+            .and_then(|s| s.state.as_ref())
+            .is_none_or(|state| state.terminated.is_none())
     }
 
     async fn stop(&self, pod: &Pod) {

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::network::run;
-use super::{Agent, AgentError, probe};
+use super::{Agent, AgentError, logs, probe};
 
 const MANAGER: &str = "portcullis-node-agent";
 
@@ -209,6 +209,21 @@ async fn terminate(containers: &mut [ContainerRun], grace: Duration) {
     }
 }
 
+/// The directory of a Pod's sandbox: volumes, token, container logs. Names
+/// and namespaces hold no `_`, so `<namespace>_<name>_` prefixes only the
+/// sandboxes of that Pod name.
+pub fn sandbox_dir(state_dir: &Path, namespace: &str, name: &str, uid: &str) -> PathBuf {
+    state_dir
+        .join("pods")
+        .join(format!("{namespace}_{name}_{uid}"))
+}
+
+/// A container's log file in its Pod's sandbox directory (CRI format, see
+/// [`super::logs`]); restarts append to it.
+pub fn log_path(sandbox_dir: &Path, container: &str) -> PathBuf {
+    sandbox_dir.join(format!("{container}.log"))
+}
+
 /// Creates the network sandbox and materializes volumes.
 async fn prepare(agent: &Agent, pod: &Pod) -> Result<Sandbox, AgentError> {
     let uid = pod.uid().unwrap_or_default();
@@ -221,12 +236,12 @@ async fn prepare(agent: &Agent, pod: &Pod) -> Result<Sandbox, AgentError> {
         .into_iter()
         .map(|s| (s.name, s.value))
         .collect();
-    let dir = agent.config.state_dir.join("pods").join(format!(
-        "{}_{}_{}",
-        pod.namespace().unwrap_or_default(),
-        pod.name_any(),
-        uid
-    ));
+    let dir = sandbox_dir(
+        &agent.config.state_dir,
+        &pod.namespace().unwrap_or_default(),
+        &pod.name_any(),
+        &uid,
+    );
     let volumes_dir = dir.join("volumes");
     std::fs::create_dir_all(&volumes_dir).map_err(|source| AgentError::Io {
         context: format!("cannot create {}", volumes_dir.display()),
@@ -718,16 +733,19 @@ async fn start(
     }
     argv.extend(spec.args.iter().flatten().map(|a| expand(a, &env)));
 
-    let log = |suffix: &str| {
+    // Both streams go through the agent, which timestamps each line as a
+    // container runtime does, so that the kubelet endpoint can filter them.
+    let log_file = log_path(&sandbox.dir, &spec.name);
+    let log = || {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(sandbox.dir.join(format!("{}.{suffix}", spec.name)))
+            .open(&log_file)
     };
-    let (Ok(stdout), Ok(stderr)) = (log("log"), log("log")) else {
+    let (Ok(stdout_log), Ok(stderr_log)) = (log(), log()) else {
         return Err((
             "CreateContainerError".into(),
-            "cannot open the container log".into(),
+            format!("cannot open the container log {}", log_file.display()),
         ));
     };
     let working_dir = spec
@@ -752,10 +770,27 @@ async fn start(
         .envs(env)
         .current_dir(working_dir)
         .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
+        .map(|mut child| {
+            if let Some(stdout) = child.stdout.take() {
+                tokio::spawn(logs::record(
+                    logs::Stream::Stdout,
+                    stdout,
+                    tokio::fs::File::from_std(stdout_log),
+                ));
+            }
+            if let Some(stderr) = child.stderr.take() {
+                tokio::spawn(logs::record(
+                    logs::Stream::Stderr,
+                    stderr,
+                    tokio::fs::File::from_std(stderr_log),
+                ));
+            }
+            child
+        })
         .map_err(|err| {
             (
                 "StartError".into(),

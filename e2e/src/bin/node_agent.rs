@@ -40,6 +40,18 @@ struct Args {
     api_server_port: u16,
     #[arg(long, default_value = ".cache/cluster/pki/ca.crt")]
     api_ca_file: PathBuf,
+    /// Port of the kubelet endpoint (`/containerLogs`, `/healthz`) on the
+    /// gateway address, the node's InternalIP.
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
+    /// Serving certificate of the kubelet endpoint, PEM.
+    #[arg(long, default_value = ".cache/cluster/pki/kubelet.crt")]
+    tls_cert_file: PathBuf,
+    #[arg(long, default_value = ".cache/cluster/pki/kubelet.key")]
+    tls_private_key_file: PathBuf,
+    /// Client certificates (the API server's) must chain to this CA to read logs.
+    #[arg(long, default_value = ".cache/cluster/pki/ca.crt")]
+    client_ca_file: PathBuf,
 }
 
 fn absolute(path: PathBuf) -> PathBuf {
@@ -87,6 +99,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         api_server_host: args.api_server_host,
         api_server_port: args.api_server_port,
         api_ca_file: absolute(args.api_ca_file),
+        kubelet_port: args.kubelet_port,
+        tls_cert_file: absolute(args.tls_cert_file),
+        tls_private_key_file: absolute(args.tls_private_key_file),
+        client_ca_file: absolute(args.client_ca_file),
     };
     Agent::new(client, config).run().await?;
     Ok(())
