@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use e2e::cluster::{TestNamespace, client, ensure_cluster, kubectl, root, wait_for};
-use e2e::operator::{apply, curl, jsonpath, tail};
+use e2e::operator::{apply, curl, jsonpath, kubectl_stdin, tail};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::ListParams;
@@ -118,24 +118,57 @@ fn installed(annotation: &str, default: &str) -> String {
     .unwrap_or_else(|| default.to_owned())
 }
 
+/// Every Gateway API object on the cluster, ready to be created again:
+/// what deleting the CRDs deletes (other tests' and `make demo`'s too).
+fn backup_objects() -> Vec<Value> {
+    let resources = kubectl(&["api-resources", "--api-group", GATEWAY_GROUP, "-o", "name"])
+        .expect("kubectl api-resources");
+    let resources: Vec<&str> = resources.lines().filter(|l| !l.is_empty()).collect();
+    if resources.is_empty() {
+        return Vec::new();
+    }
+    let listing = kubectl(&["get", &resources.join(","), "-A", "-o", "json"])
+        .expect("list the Gateway API objects");
+    let list: Value = serde_json::from_str(&listing).expect("JSON list");
+    let mut objects = list["items"].as_array().cloned().unwrap_or_default();
+    for object in &mut objects {
+        if let Some(object) = object.as_object_mut() {
+            object.remove("status");
+        }
+        if let Some(meta) = object["metadata"].as_object_mut() {
+            for field in [
+                "uid",
+                "resourceVersion",
+                "creationTimestamp",
+                "generation",
+                "managedFields",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+            ] {
+                meta.remove(field);
+            }
+        }
+    }
+    objects
+}
+
 /// Swaps the cluster's Gateway API CRDs for another release; dropping it
-/// puts the original release back (and the GatewayClass `portcullis`, which
-/// goes with the CRDs), whatever happened in between.
+/// puts the original release back, and the Gateway API objects that went
+/// with the CRDs (GatewayClasses, Gateways, routes: `make demo`'s, other
+/// tests'), whatever happened in between.
 struct SwappedCrds {
     original: (String, String),
-    restore_class: bool,
+    objects: Vec<Value>,
 }
 
 impl SwappedCrds {
     fn to(version: &str) -> SwappedCrds {
-        let original = (
-            installed("bundle-version", "v1.6.1"),
-            installed("channel", "standard"),
-        );
-        let restore_class = kubectl(&["get", "gatewayclass", "portcullis"]).is_ok();
         let guard = SwappedCrds {
-            original,
-            restore_class,
+            original: (
+                installed("bundle-version", "v1.6.1"),
+                installed("channel", "standard"),
+            ),
+            objects: backup_objects(),
         };
         remove_crds().expect("remove the Gateway API CRDs");
         apply_crds(version, "standard").expect("install the older Gateway API CRDs");
@@ -148,10 +181,15 @@ impl Drop for SwappedCrds {
         let (version, channel) = &self.original;
         if let Err(err) = remove_crds().and_then(|()| apply_crds(version, channel)) {
             eprintln!("could not restore the Gateway API {version} {channel} CRDs: {err}");
+            return;
         }
-        if self.restore_class {
-            let class = root().join("olm/examples/gatewayclass.yaml");
-            let _ = kubectl(&["apply", "-f", &class.display().to_string()]);
+        if self.objects.is_empty() {
+            return;
+        }
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": self.objects});
+        // Objects of namespaces deleted meanwhile fail alone; the rest land.
+        if let Err(err) = kubectl_stdin(&["create", "-f", "-"], &list.to_string()) {
+            eprintln!("some Gateway API objects were not restored: {err}");
         }
     }
 }
