@@ -81,10 +81,15 @@ async fn reconcile(
         .filter_map(|s| s.uid().map(|uid| (uid, s)))
         .collect();
 
+    // Gone, or asking for another address (spec.loadBalancerIP changed to
+    // a free one in the pool): released here, allocated again below.
     let gone: Vec<String> = balanced
-        .keys()
-        .filter(|uid| !wanted.contains_key(*uid))
-        .cloned()
+        .iter()
+        .filter(|(uid, entry)| match wanted.get(*uid) {
+            None => true,
+            Some(service) => moves_to(agent, service, entry.address, &balanced),
+        })
+        .map(|(uid, _)| uid.clone())
         .collect();
     for uid in gone {
         if let Some(entry) = balanced.remove(&uid) {
@@ -180,6 +185,29 @@ async fn reconcile(
         }
         publish(agent, &service, entry.address).await;
     }
+}
+
+/// Whether a balanced Service asks for a free pool address other than the
+/// one it has.
+fn moves_to(
+    agent: &Agent,
+    service: &Service,
+    current: Ipv4Addr,
+    balanced: &HashMap<String, Balanced>,
+) -> bool {
+    let Some(requested) = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.load_balancer_ip.as_deref())
+        .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+    else {
+        return false;
+    };
+    let base = u32::from(agent.config.load_balancer_pool);
+    let in_pool =
+        (base..base + agent.config.load_balancer_pool_size).contains(&u32::from(requested));
+    let taken = balanced.values().any(|b| b.address == requested);
+    requested != current && in_pool && !taken
 }
 
 fn allocate(

@@ -281,6 +281,18 @@ async fn prepare(agent: &Agent, pod: &Pod) -> Result<Sandbox, AgentError> {
     })
 }
 
+/// Where a Secret or ConfigMap key lands in a volume: with `items`, only
+/// the listed keys, at their paths; without, every key under its own name.
+fn item_path(items: Option<&[k8s_openapi::api::core::v1::KeyToPath]>, key: &str) -> Option<String> {
+    match items {
+        Some(items) if !items.is_empty() => items
+            .iter()
+            .find(|item| item.key == key)
+            .map(|item| item.path.clone()),
+        _ => Some(key.to_owned()),
+    }
+}
+
 fn write_file(path: &Path, contents: &[u8]) -> Result<(), AgentError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|source| AgentError::Io {
@@ -311,19 +323,17 @@ async fn materialize(
         let secrets: Api<Secret> = Api::namespaced(agent.client.clone(), &namespace);
         let data = secrets.get(&name).await?.data.unwrap_or_default();
         for (key, value) in data {
-            let path = secret
-                .items
-                .iter()
-                .flatten()
-                .find(|item| item.key == key)
-                .map_or_else(|| key.clone(), |item| item.path.clone());
-            write_file(&target.join(path), &value.0)?;
+            if let Some(path) = item_path(secret.items.as_deref(), &key) {
+                write_file(&target.join(path), &value.0)?;
+            }
         }
     } else if let Some(config_map) = &volume.config_map {
         let maps: Api<ConfigMap> = Api::namespaced(agent.client.clone(), &namespace);
         let data = maps.get(&config_map.name).await?.data.unwrap_or_default();
         for (key, value) in data {
-            write_file(&target.join(key), value.as_bytes())?;
+            if let Some(path) = item_path(config_map.items.as_deref(), &key) {
+                write_file(&target.join(path), value.as_bytes())?;
+            }
         }
     } else if let Some(projected) = &volume.projected {
         for source in projected.sources.iter().flatten() {
@@ -341,20 +351,18 @@ async fn materialize(
                 let maps: Api<ConfigMap> = Api::namespaced(agent.client.clone(), &namespace);
                 let data = maps.get(&config_map.name).await?.data.unwrap_or_default();
                 for (key, value) in data {
-                    let path = config_map
-                        .items
-                        .iter()
-                        .flatten()
-                        .find(|item| item.key == key)
-                        .map_or_else(|| key.clone(), |item| item.path.clone());
-                    write_file(&target.join(path), value.as_bytes())?;
+                    if let Some(path) = item_path(config_map.items.as_deref(), &key) {
+                        write_file(&target.join(path), value.as_bytes())?;
+                    }
                 }
             }
             if let Some(secret) = &source.secret {
                 let secrets: Api<Secret> = Api::namespaced(agent.client.clone(), &namespace);
                 let data = secrets.get(&secret.name).await?.data.unwrap_or_default();
                 for (key, value) in data {
-                    write_file(&target.join(key), &value.0)?;
+                    if let Some(path) = item_path(secret.items.as_deref(), &key) {
+                        write_file(&target.join(path), &value.0)?;
+                    }
                 }
             }
             if let Some(downward) = &source.downward_api {
@@ -1023,4 +1031,28 @@ async fn patch_status(pods: &Api<Pod>, name: &str, status: PodStatus) -> Result<
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::KeyToPath;
+
+    use super::item_path;
+
+    #[test]
+    fn volume_items_pick_and_rename_keys() {
+        let items = vec![KeyToPath {
+            key: "tls.crt".into(),
+            path: "crt".into(),
+            mode: None,
+        }];
+        assert_eq!(item_path(Some(&items), "tls.crt").as_deref(), Some("crt"));
+        assert_eq!(
+            item_path(Some(&items), "tls.key"),
+            None,
+            "unlisted keys are left out"
+        );
+        assert_eq!(item_path(None, "tls.key").as_deref(), Some("tls.key"));
+        assert_eq!(item_path(Some(&[]), "ca.crt").as_deref(), Some("ca.crt"));
+    }
 }
