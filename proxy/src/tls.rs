@@ -138,7 +138,9 @@ fn context(
 
 /// Frontend mutual TLS: a client certificate must chain to one of the
 /// listener's CA bundles. With `allow_missing` (the spec's
-/// AllowInsecureFallback) a client without one is let in; a wrong one never is.
+/// AllowInsecureFallback) the certificate is still asked for, but a client
+/// without one, or with one that fails validation, is let in: the spec
+/// leaves authorization to the backend in that mode.
 fn require_client_certificates(
     builder: &mut SslContextBuilder,
     config: &GatewayConfig,
@@ -172,12 +174,11 @@ fn require_client_certificates(
     builder
         .set_verify_cert_store(store.build())
         .map_err(|e| e.to_string())?;
-    let mode = if validation.allow_missing {
-        SslVerifyMode::PEER
+    if validation.allow_missing {
+        builder.set_verify_callback(SslVerifyMode::PEER, |_verified, _context| true);
     } else {
-        SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT
-    };
-    builder.set_verify(mode);
+        builder.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+    }
     Ok(())
 }
 

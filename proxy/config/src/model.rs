@@ -154,8 +154,8 @@ pub struct ClientValidation {
     /// Keys into [`GatewayConfig::ca_bundles`]; a client certificate must
     /// chain to one of them.
     pub ca_bundles: Vec<String>,
-    /// When true a client without a certificate is let through (the spec's
-    /// `AllowInsecureFallback`); a wrong certificate is still refused.
+    /// When true a client without a certificate, or with one that fails
+    /// validation, is let through (the spec's `AllowInsecureFallback`).
     #[serde(default)]
     pub allow_missing: bool,
 }
