@@ -12,6 +12,8 @@ source "$(dirname "$0")/lib.sh"
 
 profiles=${CONFORMANCE_PROFILES:-GATEWAY-HTTP,GATEWAY-GRPC,GATEWAY-TLS,GATEWAY-TCP,GATEWAY-UDP}
 reports=$ROOT/conformance/reports/$GATEWAY_API_VERSION
+# A partial run (one test) must not replace the committed reports.
+[[ -n ${CONFORMANCE_RUN_TEST:-} ]] && reports=$CACHE/conformance-reports
 suite=$CACHE/bin/gateway-conformance.test
 export KUBECONFIG=$CACHE/kubeconfig
 [[ -x $suite ]] || die "no conformance suite at $suite; run hack/build-cluster-bins.sh"
@@ -22,6 +24,11 @@ mkdir -p "$reports"
 (cd "$ROOT" && cargo build --locked -q -p operator -p proxy --bin portcullis-operator --bin portcullis-proxy)
 kubectl apply -f "$ROOT/crds/gateway.portcullis.io_proxyconfigs.yaml" >/dev/null
 kubectl create namespace portcullis-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl apply -f "$ROOT/examples/00-gatewayclass.yaml" >/dev/null
+# The suite deletes its namespaces when it ends; a new run waits for them.
+for ns in gateway-conformance-infra gateway-conformance-app-backend gateway-conformance-web-backend; do
+  kubectl wait --for=delete "namespace/$ns" --timeout=180s >/dev/null 2>&1 || true
+done
 if [[ -f $CACHE/demo/operator.pid ]]; then "$ROOT/hack/demo.sh" --down >/dev/null 2>&1 || true; fi
 POD_NAMESPACE=portcullis-system "$ROOT/target/debug/portcullis-operator" --admin 127.0.0.1:0 \
   >"$CACHE/conformance-operator.log" 2>&1 &

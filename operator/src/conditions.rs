@@ -59,6 +59,8 @@ pub mod reason {
     pub const CONFLICTED: &str = "Conflicted";
     pub const SUPPORTED_VERSION: &str = "SupportedVersion";
     pub const PARTIALLY_INVALID: &str = "PartiallyInvalid";
+    pub const INSECURE_FRONTEND_VALIDATION_MODE: &str = "InsecureFrontendValidationMode";
+    pub const CONFIGURATION_CHANGED: &str = "ConfigurationChanged";
 
     pub const INVALID_PARAMETERS: &str = "InvalidParameters";
     pub const UNSUPPORTED_VERSION: &str = "UnsupportedVersion";

@@ -323,6 +323,32 @@ fn gateway_work<'a>(
     }
 }
 
+/// Where `spec.tls.frontend` allows clients without a certificate, if anywhere.
+fn insecure_frontend_validation(gateway: &Gateway) -> Option<String> {
+    use gwapi::gateways::{
+        GatewayTlsFrontendDefaultValidationMode, GatewayTlsFrontendPerPortTlsValidationMode,
+    };
+    let frontend = gateway.spec.tls.as_ref()?.frontend.as_ref()?;
+    let mut places = Vec::new();
+    if frontend
+        .default
+        .validation
+        .as_ref()
+        .and_then(|v| v.mode.as_ref())
+        == Some(&GatewayTlsFrontendDefaultValidationMode::AllowInsecureFallback)
+    {
+        places.push("by default".to_owned());
+    }
+    for entry in frontend.per_port.iter().flatten() {
+        if entry.tls.validation.as_ref().and_then(|v| v.mode.as_ref())
+            == Some(&GatewayTlsFrontendPerPortTlsValidationMode::AllowInsecureFallback)
+        {
+            places.push(format!("port {}", entry.port));
+        }
+    }
+    (!places.is_empty()).then(|| places.join(", "))
+}
+
 /// The certificate the proxy presents to backends it re-encrypts to.
 fn backend_client_certificate(
     snapshot: &Snapshot,
@@ -724,6 +750,15 @@ fn plan(
             generation_of_gateway,
         ),
     });
+    if let Some(where_) = insecure_frontend_validation(gateway) {
+        conditions.push(condition(
+            reason::INSECURE_FRONTEND_VALIDATION_MODE,
+            true,
+            reason::CONFIGURATION_CHANGED,
+            format!("Client certificate validation lets clients without a certificate through ({where_}): AllowInsecureFallback."),
+            generation_of_gateway,
+        ));
+    }
     let address_ok = match (&work.requested_address, addresses.first()) {
         _ if !work.extra_addresses.is_empty() => Err((
             reason::ADDRESS_NOT_USABLE,
