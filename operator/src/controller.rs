@@ -113,13 +113,42 @@ pub async fn run(
 
 /// Resolves when discovery would answer differently than `apis`.
 async fn crd_changed(client: &Client, apis: &GatewayApis) {
-    loop {
-        wait_for_crd_change(client).await;
-        match discover(client).await {
-            Ok(now) if &now != apis => return,
-            _ => {}
+    // One watch for the whole life of these caches: its initial listing is
+    // compared too, so CRDs that landed between discovery and the watch (a
+    // batch still being installed) are not missed.
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut events = watcher(crds, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut listed = false;
+    while let Some(event) = events.next().await {
+        let look = match event {
+            Ok(watcher::Event::InitDone) => {
+                listed = true;
+                true
+            }
+            Ok(watcher::Event::Apply(crd) | watcher::Event::Delete(crd)) => {
+                listed && is_ours(&crd.name_any())
+            }
+            Err(err) => {
+                debug!(error = %err, "CRD watch");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                false
+            }
+            _ => false,
+        };
+        if look {
+            // Let a batch of CRD changes land before looking.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if discover(client).await.is_ok_and(|now| &now != apis) {
+                return;
+            }
         }
     }
+}
+
+fn is_ours(crd_name: &str) -> bool {
+    crd_name.ends_with(crate::GATEWAY_GROUP) || crd_name.ends_with(crds::GROUP)
 }
 
 async fn wait_for_crd_change(client: &Client) {
@@ -132,9 +161,7 @@ async fn wait_for_crd_change(client: &Client) {
         match event {
             Ok(watcher::Event::InitDone) => initial = false,
             Ok(watcher::Event::Apply(crd) | watcher::Event::Delete(crd))
-                if !initial
-                    && (crd.name_any().ends_with(crate::GATEWAY_GROUP)
-                        || crd.name_any().ends_with(crds::GROUP)) =>
+                if !initial && is_ours(&crd.name_any()) =>
             {
                 // Let a batch of CRD changes land before looking.
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -463,10 +490,17 @@ impl Controller {
                     .insert(key.clone(), (plan.generation, plan.config_hash.clone()));
             }
         }
-        let results =
-            futures::future::join_all(applies.iter().map(|object| self.apply(object))).await;
-        for result in results {
-            note(result.map(|()| 1));
+        // Two waves: a RoleBinding is only accepted once its Role exists
+        // (the API server checks that the binder holds what it grants).
+        let (bindings, first): (Vec<&Desired>, Vec<&Desired>) = applies
+            .iter()
+            .partition(|object| object.kind == "RoleBinding");
+        for wave in [first, bindings] {
+            let results =
+                futures::future::join_all(wave.into_iter().map(|object| self.apply(object))).await;
+            for result in results {
+                note(result.map(|()| 1));
+            }
         }
         note(self.delete_stale(&wanted).await);
         let provision_took = started.elapsed() - snapshot_took - translate_took;
