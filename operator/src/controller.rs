@@ -864,52 +864,12 @@ impl Controller {
     ) -> Result<usize, Error> {
         let mut writes = 0;
         for ((kind, (namespace, name)), ours) in &translation.routes {
-            let kind_name = kind.name();
-            let Some(live) = self.live(kind_name, Some(namespace), name) else {
-                continue;
-            };
-            let parents: Vec<serde_json::Value> = live
-                .data
-                .pointer("/status/parents")
-                .and_then(|p| p.as_array())
-                .cloned()
-                .unwrap_or_default();
-            let (mine, others): (Vec<_>, Vec<_>) = parents.into_iter().partition(|p| {
-                p.get("controllerName").and_then(|c| c.as_str()) == Some(CONTROLLER_NAME)
-            });
-            if ours.is_empty() && mine.is_empty() {
-                continue;
-            }
-            let mut desired_parents = others.clone();
-            for parent in ours {
-                let mut parent = parent.clone();
-                let existing: Vec<Condition> = mine
-                    .iter()
-                    .find(|m| {
-                        m.get("parentRef")
-                            .and_then(|r| {
-                                serde_json::from_value::<crate::translate::ParentRef>(r.clone())
-                                    .ok()
-                            })
-                            .is_some_and(|r| same_parent(&r, &parent.parent_ref, namespace))
-                    })
-                    .map(|m| conditions_at(m, "/conditions"))
-                    .unwrap_or_default();
-                merge(&mut parent.conditions, &existing, now);
-                desired_parents.push(to_json(&parent)?);
-            }
-            let current: Vec<serde_json::Value> = live
-                .data
-                .pointer("/status/parents")
-                .and_then(|p| p.as_array())
-                .cloned()
-                .unwrap_or_default();
-            if current == desired_parents {
-                continue;
-            }
-            let status = serde_json::json!({ "parents": desired_parents });
+            let ours = ours
+                .iter()
+                .map(|p| (p.parent_ref.clone(), p.conditions.clone()))
+                .collect();
             writes += self
-                .patch_status(kind_name, Some(namespace), name, &live, status)
+                .write_shared_status(kind.name(), namespace, name, SharedList::PARENTS, ours, now)
                 .await?;
         }
         Ok(writes)
@@ -922,45 +882,109 @@ impl Controller {
     ) -> Result<usize, Error> {
         let mut writes = 0;
         for ((namespace, name), ours) in &translation.policies {
-            let Some(live) = self.live("BackendTLSPolicy", Some(namespace), name) else {
-                continue;
-            };
-            let ancestors: Vec<serde_json::Value> = live
-                .data
-                .pointer("/status/ancestors")
-                .and_then(|p| p.as_array())
-                .cloned()
-                .unwrap_or_default();
-            let (mine, others): (Vec<_>, Vec<_>) = ancestors.iter().cloned().partition(|p| {
-                p.get("controllerName").and_then(|c| c.as_str()) == Some(CONTROLLER_NAME)
-            });
-            if ours.is_empty() && mine.is_empty() {
-                continue;
-            }
-            let mut desired = others;
-            for ancestor in ours {
-                let mut ancestor = ancestor.clone();
-                let existing = mine
-                    .iter()
-                    .find(|m| {
-                        m.pointer("/ancestorRef/name").and_then(|n| n.as_str())
-                            == Some(ancestor.ancestor_ref.name.as_str())
-                    })
-                    .map(|m| conditions_at(m, "/conditions"))
-                    .unwrap_or_default();
-                merge(&mut ancestor.conditions, &existing, now);
-                desired.push(to_json(&ancestor)?);
-            }
-            if ancestors == desired {
-                continue;
-            }
-            let status = serde_json::json!({ "ancestors": desired });
+            let ours = ours
+                .iter()
+                .map(|a| (a.ancestor_ref.clone(), a.conditions.clone()))
+                .collect();
             writes += self
-                .patch_status("BackendTLSPolicy", Some(namespace), name, &live, status)
+                .write_shared_status(
+                    "BackendTLSPolicy",
+                    namespace,
+                    name,
+                    SharedList::ANCESTORS,
+                    ours,
+                    now,
+                )
                 .await?;
         }
         Ok(writes)
     }
+
+    /// Writes our entries of a status list that other controllers share
+    /// (route `parents`, policy `ancestors`), when they differ.
+    async fn write_shared_status(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        list: SharedList,
+        ours: Vec<(crate::translate::ParentRef, Vec<Condition>)>,
+        now: &Time,
+    ) -> Result<usize, Error> {
+        let Some(live) = self.live(kind, Some(namespace), name) else {
+            return Ok(0);
+        };
+        let current: Vec<serde_json::Value> = live
+            .data
+            .pointer(&format!("/status/{}", list.field))
+            .and_then(|p| p.as_array())
+            .cloned()
+            .unwrap_or_default();
+        let Some(desired) = shared_entries(&current, ours, list.reference, namespace, now) else {
+            return Ok(0);
+        };
+        let status = serde_json::json!({ list.field: desired });
+        self.patch_status(kind, Some(namespace), name, &live, status)
+            .await
+    }
+}
+
+/// A status list shared with other controllers: its field and the name of
+/// each entry's reference.
+#[derive(Debug, Clone, Copy)]
+struct SharedList {
+    field: &'static str,
+    reference: &'static str,
+}
+
+impl SharedList {
+    const PARENTS: SharedList = SharedList {
+        field: "parents",
+        reference: "parentRef",
+    };
+    const ANCESTORS: SharedList = SharedList {
+        field: "ancestors",
+        reference: "ancestorRef",
+    };
+}
+
+/// The list with other controllers' entries kept and ours replaced; our
+/// conditions keep their `lastTransitionTime` where their status did not
+/// change. None when the result equals `current`.
+fn shared_entries(
+    current: &[serde_json::Value],
+    ours: Vec<(crate::translate::ParentRef, Vec<Condition>)>,
+    reference: &str,
+    namespace: &str,
+    now: &Time,
+) -> Option<Vec<serde_json::Value>> {
+    let (mine, mut desired): (Vec<_>, Vec<_>) = current.iter().cloned().partition(|entry| {
+        entry.get("controllerName").and_then(|c| c.as_str()) == Some(CONTROLLER_NAME)
+    });
+    if ours.is_empty() && mine.is_empty() {
+        return None;
+    }
+    for (target, mut conditions) in ours {
+        let existing: Vec<Condition> = mine
+            .iter()
+            .find(|entry| {
+                entry
+                    .get(reference)
+                    .and_then(|r| {
+                        serde_json::from_value::<crate::translate::ParentRef>(r.clone()).ok()
+                    })
+                    .is_some_and(|r| same_parent(&r, &target, namespace))
+            })
+            .map(|entry| conditions_at(entry, "/conditions"))
+            .unwrap_or_default();
+        merge(&mut conditions, &existing, now);
+        desired.push(serde_json::json!({
+            reference: target,
+            "controllerName": CONTROLLER_NAME,
+            "conditions": conditions,
+        }));
+    }
+    (desired != current).then_some(desired)
 }
 
 fn same_parent(
@@ -1133,3 +1157,60 @@ where
 
 /// Kinds the route status writer handles, for completeness checks in tests.
 pub const ROUTE_KINDS: [RouteKind; 5] = RouteKind::ALL;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used, clippy::unwrap_used)]
+
+    use super::*;
+    use crate::conditions::condition;
+    use crate::translate::ParentRef;
+
+    #[test]
+    fn shared_status_lists_keep_other_controllers_and_transition_times() {
+        let parent = ParentRef {
+            name: "edge".into(),
+            ..ParentRef::default()
+        };
+        let earlier = Time(Timestamp::from_second(1_000).unwrap());
+        let now = Time(Timestamp::from_second(2_000).unwrap());
+        let mut accepted = condition("Accepted", true, "Accepted", "ok", Some(1));
+        accepted.last_transition_time = earlier.clone();
+        let other = serde_json::json!({"parentRef": {"name": "theirs"}, "controllerName": "example.com/other", "conditions": []});
+        let current = vec![
+            other.clone(),
+            serde_json::json!({"parentRef": {"name": "edge"}, "controllerName": CONTROLLER_NAME, "conditions": [accepted]}),
+        ];
+        let ours = || {
+            vec![(
+                parent.clone(),
+                vec![condition("Accepted", true, "Accepted", "ok", Some(1))],
+            )]
+        };
+        assert_eq!(
+            shared_entries(&current, ours(), "parentRef", "apps", &now),
+            None,
+            "nothing changed, nothing written"
+        );
+
+        let changed = vec![(
+            parent.clone(),
+            vec![condition("Accepted", true, "Accepted", "still ok", Some(2))],
+        )];
+        let desired =
+            shared_entries(&current, changed, "parentRef", "apps", &now).expect("a write");
+        assert_eq!(desired[0], other, "other controllers' entries are kept");
+        let time = desired[1]
+            .pointer("/conditions/0/lastTransitionTime")
+            .cloned();
+        assert_eq!(
+            time,
+            Some(serde_json::to_value(&earlier).unwrap()),
+            "same status, same transition time"
+        );
+
+        let gone =
+            shared_entries(&current, Vec::new(), "parentRef", "apps", &now).expect("removal");
+        assert_eq!(gone, vec![other], "our stale entry is removed");
+    }
+}
