@@ -51,17 +51,21 @@ spec:
 
 /// Retries a request until it answers `status` (routes take a moment).
 async fn eventually(url: &str, extra: &[&str], status: u16) -> e2e::operator::Answer {
-    let answer = wait_for(Duration::from_secs(30), || async {
+    let answer = wait_for(Duration::from_secs(60), || async {
         curl(url, extra).await.filter(|a| a.status == status)
     })
     .await;
-    answer.unwrap_or_else(|| {
-        panic!(
-            "{url} never answered {status}; last: {:?}\noperator log:\n{}",
-            futures::executor::block_on(curl(url, extra)),
-            tail(&operator_log(), 30)
-        )
-    })
+    match answer {
+        Some(answer) => answer,
+        None => {
+            // Awaited, not blocked on: curl runs on this test's runtime.
+            let last = curl(url, extra).await;
+            panic!(
+                "{url} never answered {status}; last: {last:?}\noperator log:\n{}",
+                tail(&operator_log(), 30)
+            )
+        }
+    }
 }
 
 #[tokio::test]
