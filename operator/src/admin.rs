@@ -19,7 +19,7 @@ use crate::Error;
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub ready: AtomicBool,
-    pub leader: Arc<AtomicBool>,
+    pub leader: Arc<crate::leader::Leadership>,
     pub reconciles: AtomicU64,
     pub reconcile_errors: AtomicU64,
     pub reconcile_micros: AtomicU64,
@@ -67,7 +67,7 @@ impl Metrics {
             micros % 1_000_000,
             get(&self.writes),
             get(&self.gateways),
-            u8::from(self.leader.load(Ordering::Relaxed)),
+            u8::from(self.leader.is_held()),
         )
     }
 }

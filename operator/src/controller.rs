@@ -69,7 +69,7 @@ pub async fn run(
     client: Client,
     settings: Settings,
     metrics: Arc<Metrics>,
-    leader: Arc<std::sync::atomic::AtomicBool>,
+    leader: Arc<crate::leader::Leadership>,
 ) -> Result<(), Error> {
     loop {
         let apis = match discover(&client).await {
@@ -181,7 +181,7 @@ struct Controller {
     settings: Settings,
     apis: GatewayApis,
     metrics: Arc<Metrics>,
-    leader: Arc<std::sync::atomic::AtomicBool>,
+    leader: Arc<crate::leader::Leadership>,
     bell: Arc<Notify>,
     core: CoreStores,
     gateway_stores: BTreeMap<String, Store<DynamicObject>>,
@@ -197,7 +197,7 @@ impl Controller {
         settings: Settings,
         apis: GatewayApis,
         metrics: Arc<Metrics>,
-        leader: Arc<std::sync::atomic::AtomicBool>,
+        leader: Arc<crate::leader::Leadership>,
     ) -> Controller {
         let bell = Arc::new(Notify::new());
         let mut tasks = Vec::new();
@@ -284,7 +284,7 @@ impl Controller {
         info!("caches synced");
         let mut retry = Duration::from_millis(500);
         loop {
-            if self.leader.load(Ordering::Relaxed) {
+            if self.leader.is_held() {
                 let started = Instant::now();
                 let outcome = self.reconcile().await;
                 let elapsed = started.elapsed();
@@ -306,8 +306,12 @@ impl Controller {
                     }
                 }
             }
-            // Wait for a change, or resync now and then.
-            let _ = tokio::time::timeout(Duration::from_secs(60), self.bell.notified()).await;
+            // Wait for a change or for leadership, or resync now and then.
+            tokio::select! {
+                () = self.bell.notified() => {}
+                () = self.leader.gained() => {}
+                () = tokio::time::sleep(Duration::from_secs(60)) => {}
+            }
         }
     }
 

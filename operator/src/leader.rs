@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use tokio::sync::Notify;
+
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
@@ -17,35 +19,74 @@ use tracing::{info, warn};
 pub const LEASE_SECONDS: i32 = 15;
 const RENEW_EVERY: Duration = Duration::from_secs(2);
 
-/// Keeps trying to hold `name` in `namespace` as `identity`, setting
-/// `leader` accordingly, until `stop` is set; then gives the lease up.
+/// Whether this replica holds the lease, with a wake-up for the moment it
+/// starts to: a follower's caches saw every event, but it reconciled none of
+/// them, so the new leader must reconcile at once instead of waiting for the
+/// next change.
+#[derive(Debug, Default)]
+pub struct Leadership {
+    held: AtomicBool,
+    gained: Notify,
+}
+
+impl Leadership {
+    pub fn new(held: bool) -> Self {
+        Self {
+            held: AtomicBool::new(held),
+            gained: Notify::new(),
+        }
+    }
+
+    pub fn is_held(&self) -> bool {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Records whether the lease is held; returns whether that changed.
+    pub fn set(&self, held: bool) -> bool {
+        let was = self.held.swap(held, Ordering::Relaxed);
+        if held && !was {
+            // A stored permit: the reconcile loop may be busy right now.
+            self.gained.notify_one();
+        }
+        was != held
+    }
+
+    /// Resolves after the lease was gained (at once if that happened since
+    /// the last call).
+    pub async fn gained(&self) {
+        self.gained.notified().await;
+    }
+}
+
+/// Keeps trying to hold `name` in `namespace` as `identity`, recording it in
+/// `leader`, until `stop` is set; then gives the lease up.
 pub async fn run(
     client: Client,
     namespace: String,
     name: String,
     identity: String,
-    leader: Arc<AtomicBool>,
+    leader: Arc<Leadership>,
     stop: Arc<AtomicBool>,
 ) {
     let api: Api<Lease> = Api::namespaced(client, &namespace);
     while !stop.load(Ordering::Relaxed) {
         match try_hold(&api, &name, &identity).await {
             Ok(held) => {
-                if held != leader.swap(held, Ordering::Relaxed) {
+                if leader.set(held) {
                     info!(held, lease = %name, %identity, "leadership changed");
                 }
             }
             Err(err) => {
                 warn!(error = %err, "lease update failed");
                 // Could not renew: assume another replica may take over.
-                if leader.swap(false, Ordering::Relaxed) {
+                if leader.set(false) {
                     info!(lease = %name, "leadership lost");
                 }
             }
         }
         tokio::time::sleep(RENEW_EVERY).await;
     }
-    if leader.swap(false, Ordering::Relaxed)
+    if leader.set(false)
         && let Ok(Some(mut lease)) = api.get_opt(&name).await
         && let Some(spec) = lease.spec.as_mut()
     {
@@ -98,5 +139,28 @@ async fn try_hold(api: &Api<Lease>, name: &str, identity: &str) -> Result<bool, 
         Ok(_) => Ok(true),
         Err(kube::Error::Api(response)) if response.code == 409 => Ok(false),
         Err(err) => Err(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn gaining_the_lease_wakes_a_waiter_even_one_that_comes_late() {
+        let leadership = Leadership::new(false);
+        assert!(leadership.set(true));
+        assert!(!leadership.set(true), "renewing is no change");
+        tokio::time::timeout(Duration::from_secs(1), leadership.gained())
+            .await
+            .unwrap_or_else(|_| panic!("the gain was stored for a late waiter"));
+        assert!(leadership.set(false));
+        assert!(!leadership.is_held());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), leadership.gained())
+                .await
+                .is_err(),
+            "losing the lease wakes nobody"
+        );
     }
 }

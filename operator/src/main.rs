@@ -75,7 +75,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let leader_flag = Arc::new(AtomicBool::new(!args.leader_elect));
+    let leader_flag = Arc::new(leader::Leadership::new(!args.leader_elect));
     let metrics = Arc::new(Metrics {
         leader: leader_flag.clone(),
         ..Metrics::default()
