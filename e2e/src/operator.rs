@@ -59,6 +59,26 @@ pub fn operator_log() -> String {
         .unwrap_or_default()
 }
 
+/// A counter or gauge from the running operator's `/metrics`, found through
+/// the admin address its log announces.
+pub async fn operator_metric(name: &str) -> Option<f64> {
+    let log = operator_log();
+    let line = log.lines().find(|l| l.contains("admin server listening"))?;
+    let start = line.find("127.0.0.1:")?;
+    let address: String = line[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    let answer = curl(&format!("http://{address}/metrics"), &[]).await?;
+    answer.body.lines().find_map(|line| {
+        line.strip_prefix(name)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
 fn stop_demo_operator() {
     let pid_file = root().join(".cache/demo/operator.pid");
     if let Ok(pid) = std::fs::read_to_string(&pid_file) {

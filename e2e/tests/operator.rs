@@ -5,12 +5,13 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use e2e::cluster::{TestNamespace, client, ensure_cluster, kubectl, wait_for};
 use e2e::operator::{
     apply, certificate, curl, curl_many, echo, ensure_operator, gateway_address, jsonpath,
-    operator_log, tail, tls_secret, wait_condition, wait_json,
+    operator_log, operator_metric, tail, tls_secret, wait_condition, wait_json,
 };
 
 const AGENT: &str = env!("CARGO_BIN_EXE_portcullis-node-agent");
@@ -111,6 +112,34 @@ async fn a_gateway_and_route_get_a_programmed_proxy_that_serves_traffic() {
         answer.body
     );
     assert!(answer.body.contains("\"pod\": \"echo-"), "{}", answer.body);
+
+    // Scaling the backend changes only its endpoints: the operator takes its
+    // fast path, and the new replica gets traffic with no route edited.
+    let metric = "portcullis_operator_endpoint_passes_total";
+    let fast_before = operator_metric(metric).await.expect("operator metrics");
+    kubectl(&["-n", n, "scale", "deployment/echo", "--replicas=2"]).expect("scale");
+    let url = format!("http://{address}/hello");
+    let pods = wait_for(Duration::from_secs(60), || async {
+        let bodies = curl_many(&url, 20, &[]).await;
+        let pods: BTreeSet<String> = bodies
+            .split("\"pod\": \"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .map(str::to_owned)
+            .collect();
+        (pods.len() == 2).then_some(pods)
+    })
+    .await;
+    assert!(
+        pods.is_some(),
+        "both echo replicas answer after the scale-up"
+    );
+    let fast_after = operator_metric(metric).await.expect("operator metrics");
+    assert!(
+        fast_after > fast_before,
+        "the endpoint change took the fast path ({fast_before} → {fast_after} passes)"
+    );
+
     let route_accepted = jsonpath(
         n,
         "httproute/web",

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub reconcile_errors: AtomicU64,
     pub reconcile_micros: AtomicU64,
     pub writes: AtomicU64,
+    /// Passes that took the endpoint fast path.
+    pub endpoint_passes: AtomicU64,
     pub gateways: AtomicU64,
 }
 
@@ -55,6 +57,9 @@ impl Metrics {
              # HELP portcullis_operator_writes_total Objects applied, deleted or status-patched.\n\
              # TYPE portcullis_operator_writes_total counter\n\
              portcullis_operator_writes_total {}\n\
+             # HELP portcullis_operator_endpoint_passes_total Passes that only re-translated Gateways whose backends' endpoints changed.\n\
+             # TYPE portcullis_operator_endpoint_passes_total counter\n\
+             portcullis_operator_endpoint_passes_total {}\n\
              # HELP portcullis_operator_gateways Gateways of this operator's classes.\n\
              # TYPE portcullis_operator_gateways gauge\n\
              portcullis_operator_gateways {}\n\
@@ -66,6 +71,7 @@ impl Metrics {
             micros / 1_000_000,
             micros % 1_000_000,
             get(&self.writes),
+            get(&self.endpoint_passes),
             get(&self.gateways),
             u8::from(self.leader.is_held()),
         )

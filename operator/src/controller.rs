@@ -1,11 +1,20 @@
 //! The operator's I/O: watch caches, one reconcile loop that coalesces
 //! bursts, server-side apply of provisioned objects, status writes.
 //!
-//! Coalescing: every watch event rings one bell ([`Notify`] keeps at most one
-//! permit). A change after a quiet spell is reconciled at once; changes that
-//! arrive while a reconcile runs are folded into the next one, so a burst of
-//! a thousand edits costs a handful of passes, each writing only what
-//! changed.
+//! Coalescing: every watch event rings one [`Bell`] (at most one pending
+//! wake-up) and notes its kind. A change after a quiet spell is reconciled at
+//! once; changes that arrive while a reconcile runs are folded into the next
+//! one, so a burst of a thousand edits costs a handful of passes, each
+//! writing only what changed. Config Secrets are debounced per Gateway: one
+//! written less than [`CONFIG_DEBOUNCE`] ago waits out the rest of it, so a
+//! Gateway under a burst gets one write per window while the others are not
+//! held back.
+//!
+//! Endpoint fast path: when only EndpointSlices changed since the last pass,
+//! the previous snapshot is reused with fresh endpoints and only the
+//! Gateways that send to the changed Services are translated again
+//! ([`translate_endpoint_change`]); route, class and policy statuses are left
+//! alone, since endpoints cannot change them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -39,7 +48,9 @@ use crate::conditions::merge;
 use crate::discovery::{GatewayApis, discover};
 use crate::provision::{self, Desired, PROXY_NAME, Settings};
 use crate::snapshot::{DeployedConfig, Key, ProxyPod, RouteKind, Snapshot, key_of};
-use crate::translate::{GatewayPlan, Translation, translate};
+use crate::translate::{
+    GatewayPlan, Translation, changed_services, translate, translate_endpoint_change,
+};
 use crate::{
     CONFIG_APPLIED_CONDITION, CONFIG_HASH_ANNOTATION, CONTROLLER_NAME, Error, FIELD_MANAGER,
     GATEWAY_NAME_LABEL, GENERATION_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, SPEC_HASH_ANNOTATION,
@@ -182,13 +193,82 @@ struct Controller {
     apis: GatewayApis,
     metrics: Arc<Metrics>,
     leader: Arc<crate::leader::Leadership>,
-    bell: Arc<Notify>,
+    bell: Arc<Bell>,
     core: CoreStores,
     gateway_stores: BTreeMap<String, Store<DynamicObject>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Highest config generation written per Gateway, so that generations
     /// only grow even when a config Secret is deleted by hand.
     generations: BTreeMap<Key, (u64, String)>,
+    /// The last pass's snapshot and translation, for the endpoint fast path.
+    last: Option<(Snapshot, Translation)>,
+    parsed: ParseCache,
+    /// Routes whose status entries were found as desired, with the
+    /// resourceVersion then seen and the entries compared.
+    routes_checked: std::sync::Mutex<RouteStatusMemory>,
+    /// When each Gateway's config Secret was last written, for the debounce.
+    config_written: BTreeMap<Key, Instant>,
+    /// The earliest moment a deferred config Secret may be written.
+    deferred_until: Option<Instant>,
+}
+
+/// The generation and config hash: what decides whether a config Secret is
+/// rewritten.
+fn config_hash(plan: &GatewayPlan) -> String {
+    format!("{}:{}", plan.generation, plan.config_hash)
+}
+
+type RouteStatusMemory =
+    BTreeMap<(crate::snapshot::RouteKind, Key), (String, Vec<crate::translate::RouteParentStatus>)>;
+
+/// Shortest time between two writes of one Gateway's config Secret.
+pub const CONFIG_DEBOUNCE: Duration = Duration::from_millis(40);
+
+/// What a pass was woken for, besides the kinds of watched objects.
+const ENDPOINT_SLICE: &str = "EndpointSlice";
+const DEFERRED_WRITE: &str = "deferred config write";
+const STATUS_CONFLICT: &str = "status conflict";
+
+/// Wakes the reconcile loop and remembers which kinds changed since the
+/// pass that last took them.
+#[derive(Debug, Default)]
+struct Bell {
+    wake: Notify,
+    dirty: std::sync::Mutex<BTreeSet<String>>,
+}
+
+impl Bell {
+    fn ring(&self, what: &str) {
+        let mut dirty = self
+            .dirty
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !dirty.contains(what) {
+            dirty.insert(what.to_owned());
+        }
+        drop(dirty);
+        self.wake.notify_one();
+    }
+
+    /// The kinds rung since the last call; empty for a periodic resync.
+    fn take(&self) -> BTreeSet<String> {
+        std::mem::take(
+            &mut *self
+                .dirty
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
+/// Whether a pass woken for `dirty` may take the endpoint fast path: only
+/// endpoints changed, or a debounced write is due (which re-applies the last
+/// translation). Anything else, including a resync, translates everything.
+fn endpoint_only(dirty: &BTreeSet<String>) -> bool {
+    !dirty.is_empty()
+        && dirty
+            .iter()
+            .all(|kind| kind == ENDPOINT_SLICE || kind == DEFERRED_WRITE)
 }
 
 impl Controller {
@@ -199,7 +279,7 @@ impl Controller {
         metrics: Arc<Metrics>,
         leader: Arc<crate::leader::Leadership>,
     ) -> Controller {
-        let bell = Arc::new(Notify::new());
+        let bell = Arc::new(Bell::default());
         let mut tasks = Vec::new();
         let managed =
             watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
@@ -245,6 +325,11 @@ impl Controller {
             gateway_stores,
             tasks,
             generations: BTreeMap::new(),
+            last: None,
+            parsed: ParseCache::default(),
+            routes_checked: std::sync::Mutex::default(),
+            config_written: BTreeMap::new(),
+            deferred_until: None,
         }
     }
 
@@ -284,7 +369,11 @@ impl Controller {
         info!("caches synced");
         let mut retry = Duration::from_millis(500);
         loop {
-            if self.leader.is_held() {
+            if !self.leader.is_held() {
+                // What a follower remembers is stale by the time it leads.
+                self.last = None;
+                self.bell.take();
+            } else {
                 let started = Instant::now();
                 let outcome = self.reconcile().await;
                 let elapsed = started.elapsed();
@@ -306,59 +395,59 @@ impl Controller {
                     }
                 }
             }
-            // Wait for a change or for leadership, or resync now and then.
+            // Wait for a change, a deferred write or leadership, or resync
+            // now and then.
+            let resync = tokio::time::Instant::now() + Duration::from_secs(60);
+            let deferred = self
+                .deferred_until
+                .take()
+                .map(tokio::time::Instant::from_std);
             tokio::select! {
-                () = self.bell.notified() => {}
+                () = self.bell.wake.notified() => {}
                 () = self.leader.gained() => {}
-                () = tokio::time::sleep(Duration::from_secs(60)) => {}
+                () = tokio::time::sleep_until(deferred.unwrap_or(resync)) => {
+                    if deferred.is_some() {
+                        self.bell.ring(DEFERRED_WRITE);
+                    }
+                }
             }
         }
     }
 
-    fn snapshot(&self) -> Snapshot {
+    fn snapshot(&mut self) -> Snapshot {
         let mut snapshot = Snapshot {
             served: self.apis.served(),
             ..Snapshot::default()
         };
+        let stores = &self.gateway_stores;
         let parsed = |kind: &str| -> Vec<Arc<DynamicObject>> {
-            self.gateway_stores
-                .get(kind)
-                .map(|s| s.state())
-                .unwrap_or_default()
+            stores.get(kind).map(|s| s.state()).unwrap_or_default()
         };
-        snapshot.gateway_classes = parse_all(parsed("GatewayClass"));
-        snapshot.gateways = parse_all(parsed("Gateway"));
-        snapshot.http_routes = parse_all(parsed("HTTPRoute"));
-        snapshot.grpc_routes = parse_all(parsed("GRPCRoute"));
-        snapshot.tls_routes = parse_all(
+        let cache = &mut self.parsed;
+        cache.pass += 1;
+        snapshot.gateway_classes = cache.parse("GatewayClass", parsed("GatewayClass"));
+        snapshot.gateways = cache.parse("Gateway", parsed("Gateway"));
+        snapshot.http_routes = cache.parse("HTTPRoute", parsed("HTTPRoute"));
+        snapshot.grpc_routes = cache.parse("GRPCRoute", parsed("GRPCRoute"));
+        snapshot.tls_routes = cache.parse(
+            "TLSRoute",
             parsed("TLSRoute")
                 .into_iter()
                 .map(fill_tls_route_defaults)
                 .collect(),
         );
-        snapshot.tcp_routes = parse_all(parsed("TCPRoute"));
-        snapshot.udp_routes = parse_all(parsed("UDPRoute"));
-        snapshot.reference_grants = parse_all(parsed("ReferenceGrant"));
-        snapshot.backend_tls_policies = parse_all(parsed("BackendTLSPolicy"));
+        snapshot.tcp_routes = cache.parse("TCPRoute", parsed("TCPRoute"));
+        snapshot.udp_routes = cache.parse("UDPRoute", parsed("UDPRoute"));
+        snapshot.reference_grants = cache.parse("ReferenceGrant", parsed("ReferenceGrant"));
+        snapshot.backend_tls_policies = cache.parse("BackendTLSPolicy", parsed("BackendTLSPolicy"));
+        cache.forget_unseen();
         let core = &self.core;
         for service in core.services.state() {
             snapshot
                 .services
                 .insert(key_of(&service.metadata), (*service).clone());
         }
-        for slice in core.endpoint_slices.state() {
-            let namespace = slice.metadata.namespace.clone().unwrap_or_default();
-            if let Some(service) = slice.labels().get("kubernetes.io/service-name") {
-                snapshot
-                    .endpoint_slices
-                    .entry((namespace, service.clone()))
-                    .or_default()
-                    .push((*slice).clone());
-            }
-        }
-        for list in snapshot.endpoint_slices.values_mut() {
-            list.sort_by_key(|s| s.metadata.name.clone());
-        }
+        snapshot.endpoint_slices = self.endpoint_slices();
         for secret in core.secrets.state() {
             let key = key_of(&secret.metadata);
             if is_managed(&secret.metadata)
@@ -408,10 +497,32 @@ impl Controller {
             let proxy_pod = proxy_pod(&pod);
             snapshot.proxy_pods.entry(key).or_default().push(proxy_pod);
         }
-        // Generations only grow: the Secret's, unless this process wrote a
-        // newer one (not seen yet, or the Secret was deleted by hand) or a
-        // proxy already serves a newer one (the operator restarted after the
-        // Secret was deleted): then the next write goes past it.
+        self.raise_generations(&mut snapshot);
+        snapshot
+    }
+
+    fn endpoint_slices(&self) -> crate::snapshot::EndpointSlices {
+        let mut slices = crate::snapshot::EndpointSlices::new();
+        for slice in self.core.endpoint_slices.state() {
+            let namespace = slice.metadata.namespace.clone().unwrap_or_default();
+            if let Some(service) = slice.labels().get("kubernetes.io/service-name") {
+                slices
+                    .entry((namespace, service.clone()))
+                    .or_default()
+                    .push((*slice).clone());
+            }
+        }
+        for list in slices.values_mut() {
+            list.sort_by_key(|s| s.metadata.name.clone());
+        }
+        slices
+    }
+
+    /// Generations only grow: the Secret's, unless this process wrote a
+    /// newer one (not seen yet, or the Secret was deleted by hand) or a
+    /// proxy already serves a newer one (the operator restarted after the
+    /// Secret was deleted): then the next write goes past it.
+    fn raise_generations(&self, snapshot: &mut Snapshot) {
         let mut keys: BTreeSet<Key> = snapshot.proxy_pods.keys().cloned().collect();
         keys.extend(self.generations.keys().cloned());
         for key in keys {
@@ -440,17 +551,31 @@ impl Controller {
             }
             snapshot.deployed.insert(key, best);
         }
-        snapshot
     }
 
     /// One pass: translate, apply what changed, write statuses that changed.
     /// Returns the number of writes.
     async fn reconcile(&mut self) -> Result<usize, Error> {
         let started = Instant::now();
-        let snapshot = self.snapshot();
-        let snapshot_took = started.elapsed();
-        let translation = translate(&snapshot);
-        let translate_took = started.elapsed() - snapshot_took;
+        let dirty = self.bell.take();
+        let mut snapshot_took = Duration::ZERO;
+        let (snapshot, translation, fast) = match self.last.take() {
+            Some((mut snapshot, previous)) if endpoint_only(&dirty) => {
+                let before =
+                    std::mem::replace(&mut snapshot.endpoint_slices, self.endpoint_slices());
+                self.raise_generations(&mut snapshot);
+                let changed = changed_services(&before, &snapshot.endpoint_slices);
+                let translation = translate_endpoint_change(&snapshot, &previous, &changed);
+                (snapshot, translation, true)
+            }
+            _ => {
+                let snapshot = self.snapshot();
+                snapshot_took = started.elapsed();
+                let translation = translate(&snapshot);
+                (snapshot, translation, false)
+            }
+        };
+        let translate_took = started.elapsed();
         let mut writes = 0;
         let mut first_error: Option<Error> = None;
         let mut note = |result: Result<usize, Error>| match result {
@@ -470,22 +595,48 @@ impl Controller {
             if !plan.provision {
                 continue;
             }
-            let mut objects = provision::objects(key, plan, &self.settings);
-            match self.config_secret(key, plan) {
-                Ok(secret) => objects.push(secret),
-                Err(err) => {
-                    note(Err(err));
-                    continue;
-                }
-            }
-            for object in objects {
+            let objects = provision::objects(key, plan, &self.settings);
+            for object in &objects {
                 wanted.insert((
                     object.kind.to_owned(),
                     object.namespace.clone(),
                     object.name.clone(),
                 ));
+            }
+            let config_name = crate::names::provisioned(&key.1, &plan.class);
+            wanted.insert(("Secret".to_owned(), key.0.clone(), config_name.clone()));
+            for object in objects {
                 if self.live_hash(&object).as_deref() != Some(object.hash.as_str()) {
                     applies.push(object);
+                }
+            }
+            // Compared before encoding: most passes change no config, and
+            // validating and compressing one costs more than the rest of the
+            // pass.
+            if self.config_secret_hash(&key.0, &config_name).as_deref()
+                != Some(config_hash(plan).as_str())
+            {
+                let now = Instant::now();
+                let due = self
+                    .config_written
+                    .get(key)
+                    .map(|written| *written + CONFIG_DEBOUNCE)
+                    .filter(|due| *due > now);
+                if let Some(due) = due {
+                    // Written moments ago: fold this change and whatever
+                    // follows into one write when the window ends.
+                    self.deferred_until = Some(self.deferred_until.map_or(due, |d| d.min(due)));
+                    continue;
+                }
+                match self.config_secret(key, plan) {
+                    Ok(config) => {
+                        self.config_written.insert(key.clone(), now);
+                        applies.push(config);
+                    }
+                    Err(err) => {
+                        note(Err(err));
+                        continue;
+                    }
                 }
             }
             let remembered = self.generations.get(key).map_or(0, |(g, _)| *g);
@@ -494,6 +645,9 @@ impl Controller {
                     .insert(key.clone(), (plan.generation, plan.config_hash.clone()));
             }
         }
+        self.config_written.retain(|key, written| {
+            translation.gateways.contains_key(key) && written.elapsed() < CONFIG_DEBOUNCE
+        });
         // Two waves: a RoleBinding is only accepted once its Role exists
         // (the API server checks that the binder holds what it grants).
         let (bindings, first): (Vec<&Desired>, Vec<&Desired>) = applies
@@ -507,31 +661,40 @@ impl Controller {
             }
         }
         note(self.delete_stale(&wanted).await);
-        let provision_took = started.elapsed() - snapshot_took - translate_took;
+        let provision_took = started.elapsed() - translate_took;
 
-        // Statuses, all kinds at once.
+        // Statuses, all kinds at once; endpoints change only Gateways'.
         let now = Time(Timestamp::now());
-        let (classes, gateways, routes, policies) = futures::join!(
-            self.write_class_statuses(&translation, &now),
-            self.write_gateway_statuses(&translation, &now),
-            self.write_route_statuses(&translation, &now),
-            self.write_policy_statuses(&translation, &now),
-        );
-        for result in [classes, gateways, routes, policies] {
-            note(result);
+        if fast {
+            note(self.write_gateway_statuses(&translation, &now).await);
+        } else {
+            let (classes, gateways, routes, policies) = futures::join!(
+                self.write_class_statuses(&translation, &now),
+                self.write_gateway_statuses(&translation, &now),
+                self.write_route_statuses(&translation, &now),
+                self.write_policy_statuses(&translation, &now),
+            );
+            for result in [classes, gateways, routes, policies] {
+                note(result);
+            }
         }
         debug!(
+            fast,
             snapshot_ms = snapshot_took.as_millis() as u64,
-            translate_ms = translate_took.as_millis() as u64,
+            translate_ms = (translate_took - snapshot_took).as_millis() as u64,
             provision_ms = provision_took.as_millis() as u64,
             "pass timing"
         );
         self.metrics
             .writes
             .fetch_add(writes as u64, Ordering::Relaxed);
+        if fast {
+            self.metrics.endpoint_passes.fetch_add(1, Ordering::Relaxed);
+        }
         self.metrics
             .gateways
             .store(translation.gateways.len() as u64, Ordering::Relaxed);
+        self.last = Some((snapshot, translation));
         match first_error {
             Some(err) => Err(err),
             None => Ok(writes),
@@ -552,9 +715,21 @@ impl Controller {
         let encoded =
             proxy_config::encode(&document).map_err(|source| Error::Encode { gateway, source })?;
         let mut desired = provision::config_secret(key, plan, encoded);
-        // The generation and config hash decide whether the Secret is rewritten.
-        desired.hash = format!("{}:{}", plan.generation, plan.config_hash);
+        desired.hash = config_hash(plan);
         Ok(desired)
+    }
+
+    /// What [`config_hash`] was for the config Secret as it is.
+    fn config_secret_hash(&self, namespace: &str, name: &str) -> Option<String> {
+        let reference = kube::runtime::reflector::ObjectRef::<Secret>::new(name).within(namespace);
+        self.core.secrets.get(&reference).and_then(|o| {
+            let a = o.metadata.annotations.as_ref()?;
+            Some(format!(
+                "{}:{}",
+                a.get(GENERATION_ANNOTATION)?,
+                a.get(CONFIG_HASH_ANNOTATION)?
+            ))
+        })
     }
 
     fn live_hash(&self, object: &Desired) -> Option<String> {
@@ -580,18 +755,7 @@ impl Controller {
             "HorizontalPodAutoscaler" => spec_hash(&core.autoscalers, name, namespace),
             "PodDisruptionBudget" => spec_hash(&core.budgets, name, namespace),
             "Service" => spec_hash(&core.services, name, namespace),
-            "Secret" => {
-                let reference =
-                    kube::runtime::reflector::ObjectRef::<Secret>::new(name).within(namespace);
-                core.secrets.get(&reference).and_then(|o| {
-                    let a = o.metadata.annotations.clone().unwrap_or_default();
-                    Some(format!(
-                        "{}:{}",
-                        a.get(GENERATION_ANNOTATION)?,
-                        a.get(CONFIG_HASH_ANNOTATION)?
-                    ))
-                })
-            }
+            "Secret" => self.config_secret_hash(namespace, name),
             _ => None,
         }
     }
@@ -777,7 +941,7 @@ impl Controller {
         {
             Ok(_) => Ok(1),
             Err(kube::Error::Api(response)) if response.code == 409 || response.code == 404 => {
-                self.bell.notify_one();
+                self.bell.ring(STATUS_CONFLICT);
                 Ok(0)
             }
             Err(err) => Err(err.into()),
@@ -867,15 +1031,51 @@ impl Controller {
         now: &Time,
     ) -> Result<usize, Error> {
         let mut writes = 0;
+        let mut checked = Vec::new();
         for ((kind, (namespace, name)), ours) in &translation.routes {
-            let ours = ours
+            // A route whose object and entries are what the last check saw
+            // needs no comparison: with many routes, that is most of them.
+            let version = self
+                .live(kind.name(), Some(namespace), name)
+                .and_then(|live| live.metadata.resource_version.clone());
+            let key = (*kind, (namespace.clone(), name.clone()));
+            let unchanged = version.as_ref().is_some_and(|version| {
+                self.routes_checked
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .get(&key)
+                    .is_some_and(|(seen, entries)| seen == version && entries == ours)
+            });
+            if unchanged {
+                continue;
+            }
+            let entries = ours
                 .iter()
                 .map(|p| (p.parent_ref.clone(), p.conditions.clone()))
                 .collect();
-            writes += self
-                .write_shared_status(kind.name(), namespace, name, SharedList::PARENTS, ours, now)
+            let written = self
+                .write_shared_status(
+                    kind.name(),
+                    namespace,
+                    name,
+                    SharedList::PARENTS,
+                    entries,
+                    now,
+                )
                 .await?;
+            writes += written;
+            if written == 0
+                && let Some(version) = version
+            {
+                checked.push((key, (version, ours.clone())));
+            }
         }
+        let mut memory = self
+            .routes_checked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        memory.retain(|key, _| translation.routes.contains_key(key));
+        memory.extend(checked);
         Ok(writes)
     }
 
@@ -1095,22 +1295,63 @@ fn fill_tls_route_defaults(object: Arc<DynamicObject>) -> Arc<DynamicObject> {
     Arc::new(object)
 }
 
-fn parse_all<K: Resource + DeserializeOwned>(objects: Vec<Arc<DynamicObject>>) -> Vec<K> {
-    let mut out = Vec::with_capacity(objects.len());
-    for object in objects {
-        let name = object.name_any();
-        match (*object).clone().try_parse::<K>() {
-            Ok(parsed) => out.push(parsed),
-            Err(err) => warn!(%name, error = %err, "cannot read object; ignored"),
+/// Typed copies of the dynamic Gateway API objects, kept while their
+/// resourceVersion stands: parsing every route from JSON on every pass was
+/// most of a pass's time.
+#[derive(Default)]
+struct ParseCache {
+    pass: u64,
+    /// By kind, then namespace/name: the resourceVersion parsed, the pass
+    /// that last saw it, and the typed object.
+    entries: BTreeMap<(&'static str, Key), CachedParse>,
+}
+
+/// resourceVersion, the pass that last saw it, the typed object.
+type CachedParse = (String, u64, Arc<dyn std::any::Any + Send + Sync>);
+
+impl ParseCache {
+    fn parse<K>(&mut self, kind: &'static str, objects: Vec<Arc<DynamicObject>>) -> Vec<K>
+    where
+        K: Resource + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let mut out = Vec::with_capacity(objects.len());
+        for object in objects {
+            let key = (kind, key_of(&object.metadata));
+            let version = object.metadata.resource_version.clone().unwrap_or_default();
+            if let Some((cached_version, seen, typed)) = self.entries.get_mut(&key)
+                && *cached_version == version
+                && !version.is_empty()
+                && let Some(typed) = typed.downcast_ref::<K>()
+            {
+                *seen = self.pass;
+                out.push(typed.clone());
+                continue;
+            }
+            match (*object).clone().try_parse::<K>() {
+                Ok(parsed) => {
+                    self.entries
+                        .insert(key, (version, self.pass, Arc::new(parsed.clone())));
+                    out.push(parsed);
+                }
+                Err(err) => {
+                    warn!(name = %key.1.1, namespace = %key.1.0, error = %err, "cannot read object; ignored");
+                }
+            }
         }
+        out
     }
-    out
+
+    /// Drops what the current pass did not see (deleted objects).
+    fn forget_unseen(&mut self) {
+        let pass = self.pass;
+        self.entries.retain(|_, (_, seen, _)| *seen == pass);
+    }
 }
 
 fn typed<K>(
     client: &Client,
     config: watcher::Config,
-    bell: &Arc<Notify>,
+    bell: &Arc<Bell>,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Store<K>
 where
@@ -1120,18 +1361,15 @@ where
     let api: Api<K> = Api::all(client.clone());
     let (reader, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
-    tasks.push(tokio::spawn(ring_on_events(
-        stream,
-        bell.clone(),
-        std::any::type_name::<K>(),
-    )));
+    let kind = K::kind(&K::DynamicType::default()).into_owned();
+    tasks.push(tokio::spawn(ring_on_events(stream, bell.clone(), kind)));
     reader
 }
 
 fn dynamic(
     client: &Client,
     resource: ApiResource,
-    bell: &Arc<Notify>,
+    bell: &Arc<Bell>,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Store<DynamicObject> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
@@ -1141,19 +1379,19 @@ fn dynamic(
         writer,
         watcher(api, watcher::Config::default()).default_backoff(),
     );
-    let kind: &'static str = Box::leak(resource.kind.clone().into_boxed_str());
+    let kind = resource.kind.clone();
     tasks.push(tokio::spawn(ring_on_events(stream, bell.clone(), kind)));
     reader
 }
 
-async fn ring_on_events<S, K>(stream: S, bell: Arc<Notify>, what: &'static str)
+async fn ring_on_events<S, K>(stream: S, bell: Arc<Bell>, what: String)
 where
     S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
 {
     let mut stream = std::pin::pin!(stream);
     while let Some(event) = stream.next().await {
         match event {
-            Ok(_) => bell.notify_one(),
+            Ok(_) => bell.ring(&what),
             Err(err) => warn!(kind = what, error = %err, "watch error; retrying"),
         }
     }
@@ -1169,6 +1407,72 @@ mod tests {
     use super::*;
     use crate::conditions::condition;
     use crate::translate::ParentRef;
+
+    #[test]
+    fn only_endpoint_changes_and_due_writes_take_the_fast_path() {
+        let bell = Bell::default();
+        assert!(
+            !endpoint_only(&bell.take()),
+            "a resync translates everything"
+        );
+        bell.ring(ENDPOINT_SLICE);
+        bell.ring(ENDPOINT_SLICE);
+        let dirty = bell.take();
+        assert_eq!(dirty.len(), 1);
+        assert!(endpoint_only(&dirty));
+        assert!(bell.take().is_empty(), "taking clears");
+        bell.ring(DEFERRED_WRITE);
+        assert!(endpoint_only(&bell.take()));
+        for other in ["Service", "Secret", "HTTPRoute", "Pod", STATUS_CONFLICT] {
+            bell.ring(ENDPOINT_SLICE);
+            bell.ring(other);
+            assert!(!endpoint_only(&bell.take()), "{other} needs a full pass");
+        }
+    }
+
+    #[test]
+    fn parsed_objects_are_reused_until_their_resource_version_moves() {
+        let object = |version: &str, class: &str| {
+            let resource = ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "Gateway"),
+                "gateways",
+            );
+            let mut object = DynamicObject::new("edge", &resource).within("apps");
+            object.metadata.resource_version = Some(version.to_owned());
+            object.data = serde_json::json!({
+                "spec": {"gatewayClassName": class, "listeners": []}
+            });
+            Arc::new(object)
+        };
+        let class = |gateways: &[gwapi::gateways::Gateway]| {
+            gateways
+                .iter()
+                .map(|g| g.spec.gateway_class_name.clone())
+                .collect::<Vec<_>>()
+        };
+        let mut cache = ParseCache::default();
+        cache.pass += 1;
+        let parsed: Vec<gwapi::gateways::Gateway> = cache.parse("Gateway", vec![object("1", "a")]);
+        assert_eq!(class(&parsed), ["a"]);
+        cache.pass += 1;
+        // Same version: the cached copy, not a new parse (the store never
+        // changes an object without moving its version).
+        let parsed: Vec<gwapi::gateways::Gateway> = cache.parse("Gateway", vec![object("1", "b")]);
+        assert_eq!(class(&parsed), ["a"]);
+        cache.pass += 1;
+        let parsed: Vec<gwapi::gateways::Gateway> = cache.parse("Gateway", vec![object("2", "b")]);
+        assert_eq!(class(&parsed), ["b"]);
+        cache.forget_unseen();
+        assert_eq!(cache.entries.len(), 1);
+        cache.pass += 1;
+        cache.forget_unseen();
+        assert!(cache.entries.is_empty(), "a deleted object is forgotten");
+    }
+
+    #[test]
+    fn watched_kinds_ring_under_their_api_names() {
+        assert_eq!(EndpointSlice::kind(&()), ENDPOINT_SLICE);
+    }
 
     #[test]
     fn shared_status_lists_keep_other_controllers_and_transition_times() {

@@ -97,6 +97,10 @@ pub struct DeployedConfig {
     pub hash: String,
 }
 
+/// EndpointSlices by the Service they belong to
+/// (`kubernetes.io/service-name`), each list sorted by name.
+pub type EndpointSlices = BTreeMap<Key, Vec<EndpointSlice>>;
+
 /// Everything the operator knows of the cluster, at one instant.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -111,8 +115,7 @@ pub struct Snapshot {
     pub reference_grants: Vec<ReferenceGrant>,
     pub backend_tls_policies: Vec<BackendTlsPolicy>,
     pub services: BTreeMap<Key, Service>,
-    /// By the Service they belong to (`kubernetes.io/service-name`).
-    pub endpoint_slices: BTreeMap<Key, Vec<EndpointSlice>>,
+    pub endpoint_slices: EndpointSlices,
     pub secrets: BTreeMap<Key, Secret>,
     pub config_maps: BTreeMap<Key, ConfigMap>,
     /// Namespace labels, for `allowedRoutes` selectors.

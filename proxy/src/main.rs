@@ -259,6 +259,7 @@ async fn run(args: Args, workers: Vec<tokio::runtime::Handle>) -> ExitCode {
             next = source.next() => match next {
                 Ok(document) => {
                     let generation = document.generation;
+                    let started = std::time::Instant::now();
                     match server.apply(document).await {
                         Ok(report) => {
                             shared.configured.store(true, Ordering::Relaxed);
@@ -266,7 +267,8 @@ async fn run(args: Args, workers: Vec<tokio::runtime::Handle>) -> ExitCode {
                             for (listener, reason) in &report.failed_listeners {
                                 warn!(listener, reason, "listener not serving");
                             }
-                            info!(generation, "config applied");
+                            let compile_ms = started.elapsed().as_secs_f64() * 1e3;
+                            info!(generation, compile_ms, "config applied");
                             publish(Outcome::Applied(&report));
                         }
                         Err(err) => {

@@ -58,15 +58,22 @@ struct GatewayWork<'a> {
     backend_client_certificate: Result<Option<String>, RefProblem>,
 }
 
+/// Translates every Gateway, or only those in `only`: then the routes
+/// passed must include every route with a parent among them, and only the
+/// plans of the result are meaningful.
 pub(super) fn translate(
     snapshot: &Snapshot,
     classes: BTreeMap<String, ClassState>,
     routes: &[RouteView],
+    only: Option<&BTreeSet<Key>>,
 ) -> Translation {
     let mut works: Vec<GatewayWork<'_>> = Vec::new();
     let mut gateways: Vec<&Gateway> = snapshot.gateways.iter().collect();
     gateways.sort_by_key(|g| key_of(&g.metadata));
     for gateway in gateways {
+        if only.is_some_and(|only| !only.contains(&key_of(&gateway.metadata))) {
+            continue;
+        }
         let Some(class) = classes.get(&gateway.spec.gateway_class_name) else {
             continue;
         };
