@@ -16,11 +16,12 @@ use proxy_config::{AccessLog, BackendProtocol, Cors, HttpFilter, PathModifier, R
 use tracing::{debug, warn};
 
 use crate::Shared;
+use crate::body::{BodyError, BodyTimeout, IdleTimeout};
 use crate::router::{RequestView, host_key};
 use crate::runtime::{BackendRuntime, Filter, ListenerRuntime, Rule, Target};
 
 /// Bodies in both directions.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+pub type Body = BoxBody<Bytes, BodyError>;
 
 /// What a request's connection knows.
 #[derive(Debug)]
@@ -32,7 +33,13 @@ pub struct ConnectionInfo {
     pub tls: bool,
     /// The source listener the TLS server name selected, for 421 detection.
     pub sni_source: Option<String>,
+    /// Longest wait for the next part of a request body.
+    pub body_timeout: Duration,
 }
+
+/// How long a client may pause while sending a request body (nginx's
+/// `client_body_timeout` has the same default).
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl ConnectionInfo {
     pub fn new(port: u16, client: SocketAddr, tls: bool, sni_source: Option<String>) -> Self {
@@ -43,6 +50,7 @@ impl ConnectionInfo {
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             tls,
             sni_source,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
     }
 }
@@ -343,7 +351,7 @@ async fn forward(
     let retry = rule.retry.as_ref().filter(|_| replayable && !upgrade);
     let attempts = retry.map_or(1, |r| r.attempts.saturating_add(1));
     let (parts, body) = request.into_parts();
-    let mut body = Some(body.boxed());
+    let mut body = Some(IdleTimeout::new(body, connection.body_timeout).boxed());
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -436,6 +444,17 @@ async fn forward(
                     return last;
                 }
             }
+            Some(Err(err)) if BodyTimeout::caused(&err) => {
+                // The client's fault: the endpoint is not marked failed.
+                let mut response = text(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body stopped arriving\n",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return response;
+            }
             Some(Err(err)) => {
                 endpoint.failed(now_ms);
                 let connect = err.is_connect();
@@ -474,10 +493,10 @@ async fn forward(
                         let backend_upgrade = hyper::upgrade::on(&mut response);
                         tokio::spawn(tunnel(client_upgrade, backend_upgrade));
                     }
-                    return response.map(|b| b.boxed());
+                    return response.map(|b| b.map_err(BodyError::from).boxed());
                 }
                 strip_hop_by_hop(response.headers_mut());
-                return response.map(|b| b.boxed());
+                return response.map(|b| b.map_err(BodyError::from).boxed());
             }
         }
     }

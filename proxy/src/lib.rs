@@ -8,6 +8,7 @@
 //! own Pod.
 
 pub mod admin;
+pub mod body;
 pub mod handler;
 pub mod metrics;
 pub mod router;

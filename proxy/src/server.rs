@@ -441,7 +441,7 @@ async fn serve_tls<S>(
 async fn serve_http<S>(
     shared: &Arc<Shared>,
     stream: S,
-    info: ConnectionInfo,
+    mut info: ConnectionInfo,
     mut finishing: watch::Receiver<bool>,
     mut drain: watch::Receiver<bool>,
 ) where
@@ -455,6 +455,9 @@ async fn serve_http<S>(
         .settings
         .limits
         .clone();
+    if let Some(ms) = limits.request_body_timeout_ms {
+        info.body_timeout = Duration::from_millis(ms);
+    }
     let info = Arc::new(info);
     let service_shared = shared.clone();
     let service = service_fn(move |request| handle(service_shared.clone(), info.clone(), request));

@@ -256,3 +256,51 @@ async fn idle_keep_alive_connections_are_closed_after_the_header_timeout() {
         started.elapsed()
     );
 }
+
+/// A client that announces a body and stops sending it gets 408 and a
+/// closed connection once the body timeout passes; one that sends slowly
+/// but steadily is not cut, however long the whole body takes.
+#[tokio::test]
+async fn a_stalled_request_body_gets_408_and_a_steady_one_passes() {
+    let backend = EchoServer::start("web").await;
+    let port = free_port();
+    let limits = Limits {
+        request_body_timeout_ms: Some(300),
+        ..Limits::default()
+    };
+    let _proxy = InProcessProxy::start(one_route(port, &backend, limits)).await;
+
+    let started = Instant::now();
+    let answer = raw_exchange(
+        port,
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789",
+        Duration::from_secs(5),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "answered and closed after {elapsed:?}"
+    );
+
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    stream
+        .write_all(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .expect("head");
+    for _ in 0..10 {
+        // 1 s in all, never more than 100 ms without a chunk.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stream.write_all(b"0123456789").await.expect("chunk");
+    }
+    let mut received = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut received)).await;
+    let answer = String::from_utf8_lossy(&received);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"bodyLength\":100"), "{answer}");
+}

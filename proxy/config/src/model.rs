@@ -584,6 +584,10 @@ pub struct Limits {
     pub max_connections: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_header_timeout_ms: Option<u64>,
+    /// Longest pause while a client sends a request body; the request then
+    /// gets 408 and the connection closes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_body_timeout_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout_ms: Option<u64>,
 }

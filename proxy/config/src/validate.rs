@@ -655,6 +655,7 @@ impl Validator {
             ),
             ("maxConnections", limits.max_connections.map(u64::from)),
             ("requestHeaderTimeoutMs", limits.request_header_timeout_ms),
+            ("requestBodyTimeoutMs", limits.request_body_timeout_ms),
             ("idleTimeoutMs", limits.idle_timeout_ms),
         ] {
             if value == Some(0) {
