@@ -16,7 +16,7 @@ use proxy_config::{AccessLog, BackendProtocol, Cors, HttpFilter, PathModifier, R
 use tracing::{debug, warn};
 
 use crate::Shared;
-use crate::body::{BodyError, BodyTimeout, IdleTimeout};
+use crate::body::{BodyError, BodyTimeout, IdleTimeout, MirrorFeed, Tee, mirror_channel};
 use crate::router::{RequestView, host_key};
 use crate::runtime::{BackendRuntime, Filter, ListenerRuntime, Rule, Target};
 
@@ -230,6 +230,7 @@ async fn route(
     let origin = request.headers().get(header::ORIGIN).cloned();
     let mut response_edits = Vec::new();
     let mut cors: Option<&Cors> = None;
+    let mut mirrors = Vec::new();
     for filter in &rule.filters {
         match filter {
             Filter::RequestHeaders(edits) => edits.apply(request.headers_mut()),
@@ -284,7 +285,7 @@ async fn route(
             Filter::Mirror {
                 backend,
                 per_million,
-            } => mirror(shared, backend, *per_million, &request, connection),
+            } => mirrors.extend(mirror(shared, backend, *per_million, &request)),
             Filter::Other(_) => {}
         }
     }
@@ -319,7 +320,7 @@ async fn route(
         }
     }
 
-    let mut response = forward(shared, connection, &rule, &backend, request).await;
+    let mut response = forward(shared, connection, &rule, &backend, request, mirrors).await;
     if let Some(policy) = cors {
         let headers = response.headers_mut();
         apply_cors_simple(policy, origin.as_ref(), headers);
@@ -338,6 +339,7 @@ async fn forward(
     rule: &Rule,
     backend: &Arc<BackendRuntime>,
     mut request: Request<Incoming>,
+    mirrors: Vec<MirrorFeed>,
 ) -> Response<Body> {
     prepare_upstream_headers(&mut request, connection);
     let upgrade =
@@ -351,7 +353,12 @@ async fn forward(
     let retry = rule.retry.as_ref().filter(|_| replayable && !upgrade);
     let attempts = retry.map_or(1, |r| r.attempts.saturating_add(1));
     let (parts, body) = request.into_parts();
-    let mut body = Some(IdleTimeout::new(body, connection.body_timeout).boxed());
+    let body = IdleTimeout::new(body, connection.body_timeout).boxed();
+    let mut body = Some(if mirrors.is_empty() {
+        body
+    } else {
+        Tee::new(body, mirrors).boxed()
+    });
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -779,22 +786,19 @@ fn apply_cors_simple(policy: &Cors, origin: Option<&HeaderValue>, headers: &mut 
     }
 }
 
-/// Sends a copy of a bodiless request to a mirror backend in the background;
-/// the answer is dropped and never delays the client. Requests with a body
-/// are mirrored without it (documented limitation, see docs/proxy.md).
+/// Sends a copy of the request to a mirror backend in the background; the
+/// answer is dropped and never delays the client. A request with a body
+/// gets a feed that its body copies itself into as it streams.
 fn mirror(
     shared: &Arc<Shared>,
     backend: &Arc<BackendRuntime>,
     per_million: u32,
     request: &Request<Incoming>,
-    connection: &ConnectionInfo,
-) {
+) -> Option<MirrorFeed> {
     if per_million < 1_000_000 && fastrand::u32(0..1_000_000) >= per_million {
-        return;
+        return None;
     }
-    let Some(endpoint) = backend.pick(shared.now_ms()) else {
-        return;
-    };
+    let endpoint = backend.pick(shared.now_ms())?;
     let mut uri_parts = http::uri::Parts::default();
     uri_parts.scheme = Some(if backend.tls.is_some() {
         http::uri::Scheme::HTTPS
@@ -803,15 +807,18 @@ fn mirror(
     });
     uri_parts.authority = Some(endpoint.authority.clone());
     uri_parts.path_and_query = request.uri().path_and_query().cloned();
-    let Ok(uri) = Uri::from_parts(uri_parts) else {
-        return;
+    let uri = Uri::from_parts(uri_parts).ok()?;
+    let (feed, body) = if request.body().is_end_stream() {
+        (None, empty())
+    } else {
+        let (feed, body) = mirror_channel();
+        (Some(feed), body.boxed())
     };
-    let mut copy = Request::new(empty());
+    let mut copy = Request::new(body);
     *copy.method_mut() = request.method().clone();
     *copy.uri_mut() = uri;
     *copy.headers_mut() = request.headers().clone();
     strip_hop_by_hop(copy.headers_mut());
-    copy.headers_mut().remove(header::CONTENT_LENGTH);
     if backend.protocol == BackendProtocol::H2c {
         *copy.version_mut() = Version::HTTP_2;
     }
@@ -819,9 +826,8 @@ fn mirror(
         None if backend.protocol == BackendProtocol::H2c => crate::upstream::h2c().request(copy),
         None => crate::upstream::http1().request(copy),
         Some(Ok(client)) => client.request(copy),
-        Some(Err(_)) => return,
+        Some(Err(_)) => return None,
     };
-    let _ = connection;
     tokio::spawn(async move {
         if let Ok(response) = tokio::time::timeout(Duration::from_secs(30), call).await
             && let Ok(response) = response
@@ -830,6 +836,7 @@ fn mirror(
             let _ = response.into_body().collect().await;
         }
     });
+    feed
 }
 
 #[cfg(test)]

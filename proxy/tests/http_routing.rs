@@ -412,3 +412,159 @@ async fn cors_preflights_are_answered_and_simple_requests_get_allow_origin() {
             .is_none()
     );
 }
+
+/// A mirror backend that reports each request's path and whole body.
+async fn recording_mirror() -> (
+    EchoServer,
+    tokio::sync::mpsc::UnboundedReceiver<(String, bytes::Bytes)>,
+) {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let sender = sender.clone();
+            let service =
+                hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let sender = sender.clone();
+                    async move {
+                        let path = request.uri().path().to_owned();
+                        if let Ok(body) = request.into_body().collect().await {
+                            let _ = sender.send((path, body.to_bytes()));
+                        }
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            http_body_util::Empty::<bytes::Bytes>::new(),
+                        ))
+                    }
+                });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    let server = EchoServer {
+        name: "record".into(),
+        address,
+    };
+    (server, receiver)
+}
+
+/// A mirror backend that accepts connections and never reads from them.
+async fn stalled_mirror() -> EchoServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    EchoServer {
+        name: "stall".into(),
+        address,
+    }
+}
+
+#[tokio::test]
+async fn mirrors_get_the_request_body_and_a_stalled_mirror_never_holds_the_client_back() {
+    use http_body_util::Full;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let primary = EchoServer::start("primary").await;
+    let (record, mut recorded) = recording_mirror().await;
+    let stall = stalled_mirror().await;
+    let mirror_to = |backend: &str| {
+        HttpFilter::RequestMirror(RequestMirror {
+            backend: backend.into(),
+            per_million: 1_000_000,
+        })
+    };
+    let port = free_port();
+    let _proxy = InProcessProxy::start(gateway(
+        vec![http_listener(
+            "http",
+            port,
+            vec![vhost(
+                "http",
+                &["mirror.example.com"],
+                vec![(
+                    prefix("/"),
+                    rule(
+                        "mirrored",
+                        vec![to("primary", 1)],
+                        vec![mirror_to("record"), mirror_to("stall")],
+                    ),
+                )],
+            )],
+        )],
+        vec![
+            service("primary", &primary),
+            service("record", &record),
+            service("stall", &stall),
+        ],
+    ))
+    .await;
+    let uploader = Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
+    let post = |path: &str, body: Vec<u8>| {
+        http::Request::post(format!("http://127.0.0.1:{port}{path}"))
+            .header("host", "mirror.example.com")
+            .body(Full::new(bytes::Bytes::from(body)))
+            .unwrap()
+    };
+    let wait = std::time::Duration::from_secs(10);
+
+    // A body well within what a mirror may lag behind: both the primary and
+    // the recording mirror get it byte for byte.
+    let upload: Vec<u8> = (0..512 * 1024).map(|i| (i % 251) as u8).collect();
+    let response = tokio::time::timeout(wait, uploader.request(post("/upload", upload.clone())))
+        .await
+        .expect("the stalled mirror must not delay the client")
+        .unwrap();
+    let echo = into_echo(response).await;
+    assert_eq!(echo.status, StatusCode::OK);
+    assert_eq!(echo.json["bodyLength"], upload.len());
+    let (path, body) = tokio::time::timeout(wait, recorded.recv())
+        .await
+        .expect("the mirror gets the request")
+        .unwrap();
+    assert_eq!(path, "/upload");
+    assert!(
+        body == upload,
+        "the mirror got {} bytes, not the body",
+        body.len()
+    );
+
+    // Far more than fits in the stalled mirror's socket buffers: the client
+    // still streams it all to the primary at its own pace.
+    let large = vec![7u8; 32 * 1024 * 1024];
+    let response = tokio::time::timeout(wait, uploader.request(post("/large", large)))
+        .await
+        .expect("the stalled mirror must not delay a large upload")
+        .unwrap();
+    let echo = into_echo(response).await;
+    assert_eq!(echo.json["bodyLength"], 32 * 1024 * 1024);
+
+    // A bodiless request is mirrored too.
+    let echo = get(
+        &client(),
+        &format!("http://127.0.0.1:{port}/plain"),
+        &[("host", "mirror.example.com")],
+    )
+    .await;
+    assert_eq!(echo.backend(), "primary");
+    let mirrored = tokio::time::timeout(wait, async {
+        loop {
+            match recorded.recv().await {
+                Some((path, body)) if path == "/plain" => break body,
+                Some(_) => continue,
+                None => panic!("the recording mirror stopped"),
+            }
+        }
+    })
+    .await
+    .expect("the bodiless request is mirrored");
+    assert!(mirrored.is_empty());
+}
