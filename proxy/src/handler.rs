@@ -353,11 +353,17 @@ async fn forward(
     let retry = rule.retry.as_ref().filter(|_| replayable && !upgrade);
     let attempts = retry.map_or(1, |r| r.attempts.saturating_add(1));
     let (parts, body) = request.into_parts();
-    let body = IdleTimeout::new(body, connection.body_timeout).boxed();
-    let mut body = Some(if mirrors.is_empty() {
-        body
+    // A bodiless request (most of them) needs neither a body timer nor a tee:
+    // mirrors get a feed only when there is a body.
+    let mut body = Some(if replayable {
+        empty()
     } else {
-        Tee::new(body, mirrors).boxed()
+        let body = IdleTimeout::new(body, connection.body_timeout).boxed();
+        if mirrors.is_empty() {
+            body
+        } else {
+            Tee::new(body, mirrors).boxed()
+        }
     });
     let path_and_query = parts
         .uri
