@@ -6,10 +6,12 @@
 //! depends on serde and small pure-Rust helpers only, so both sides (and
 //! tests, benchmarks and fuzzers) can link it cheaply.
 
+mod delivery;
 mod document;
 mod model;
 mod validate;
 
+pub use delivery::{CONFIG_APPLIED_CONDITION, CONFIG_SECRET_KEY, Generation};
 pub use document::{
     COMPRESS_ABOVE, CodecError, ConfigDocument, FORMAT_VERSION, MAX_DECODED_BYTES, content_hash,
     decode, encode,
