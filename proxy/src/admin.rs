@@ -14,7 +14,8 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
-use crate::{Error, Shared};
+use crate::error::Error;
+use crate::shared::Shared;
 
 /// Binds the admin port and serves it in the background.
 pub async fn serve(shared: Arc<Shared>, address: SocketAddr) -> Result<SocketAddr, Error> {

@@ -1,5 +1,6 @@
-//! Request bodies on their way through.
+//! Bodies on their way through, in both directions.
 //!
+//! [`Body`] is the one type every request and response body is boxed into.
 //! [`IdleTimeout`] gives up when the client stops sending: without it, a
 //! client that announces a large body and then trickles it (or nothing)
 //! holds a connection, a backend connection and a request slot for as long
@@ -13,13 +14,39 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, SizeHint};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 
 /// The error of a body, any layer's.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Bodies in both directions.
+pub type Body = BoxBody<Bytes, BodyError>;
+
+/// A body without data.
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// A body of these bytes.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// Boxes any body whose errors convert.
+pub fn boxed<B>(body: B) -> Body
+where
+    B: HttpBody<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BodyError>,
+{
+    body.map_err(Into::into).boxed()
+}
 
 /// No part of the request body arrived within the allowed time.
 #[derive(Debug, thiserror::Error)]
@@ -63,9 +90,9 @@ impl<B> IdleTimeout<B> {
     }
 }
 
-impl<B> Body for IdleTimeout<B>
+impl<B> HttpBody for IdleTimeout<B>
 where
-    B: Body<Data = Bytes>,
+    B: HttpBody<Data = Bytes>,
     B::Error: Into<BodyError>,
 {
     type Data = Bytes;
@@ -168,7 +195,7 @@ impl MirrorFeed {
     }
 }
 
-impl Body for MirrorBody {
+impl HttpBody for MirrorBody {
     type Data = Bytes;
     type Error = BodyError;
 
@@ -205,9 +232,9 @@ impl<B> Tee<B> {
     }
 }
 
-impl<B> Body for Tee<B>
+impl<B> HttpBody for Tee<B>
 where
-    B: Body<Data = Bytes, Error = BodyError>,
+    B: HttpBody<Data = Bytes, Error = BodyError>,
 {
     type Data = Bytes;
     type Error = BodyError;
@@ -248,9 +275,11 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
-    use http_body_util::{BodyExt, StreamBody};
+    use http_body_util::StreamBody;
 
-    fn trickle(gaps: &'static [u64]) -> impl Body<Data = Bytes, Error = std::convert::Infallible> {
+    fn trickle(
+        gaps: &'static [u64],
+    ) -> impl HttpBody<Data = Bytes, Error = std::convert::Infallible> {
         let stream = futures::stream::unfold(0usize, move |i| async move {
             let gap = *gaps.get(i)?;
             tokio::time::sleep(Duration::from_millis(gap)).await;
@@ -288,7 +317,7 @@ mod tests {
 
     /// `count` frames of `size` bytes, yielding before each so that other
     /// tasks (a mirror's reader) run in between, as they would on a socket.
-    fn chunks(count: usize, size: usize) -> impl Body<Data = Bytes, Error = BodyError> {
+    fn chunks(count: usize, size: usize) -> impl HttpBody<Data = Bytes, Error = BodyError> {
         let stream = futures::stream::unfold(0usize, move |i| async move {
             if i == count {
                 return None;

@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderName, Method};
 use proxy_config::{HttpMatch, PathMatch, ValueMatch, ValueMatchKind, WildcardDepth};
 use regex::Regex;
 
-use crate::Error;
+use crate::error::Error;
 
 /// Host name lookup: exact names first, then the longest matching wildcard,
 /// then the catch-all. Shared by HTTP virtual hosts, TLS routes and

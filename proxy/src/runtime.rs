@@ -13,10 +13,11 @@ use proxy_config::{
     RouteRef, Timeouts, TlsMode,
 };
 
-use crate::Error;
+use crate::error::Error;
 use crate::metrics::{Metrics, RequestLabels, RequestMetrics};
 use crate::router::HttpRouter;
 use crate::tls::{Alpn, ServerTls};
+use crate::upstream::{Connector, TlsClients};
 
 /// Everything one config generation serves.
 #[derive(Debug)]
@@ -182,9 +183,9 @@ impl HeaderEdits {
 pub struct BackendRuntime {
     pub name: String,
     pub protocol: BackendProtocol,
-    /// Re-encrypt (BackendTLSPolicy): the TLS client, or why none could be
-    /// built; such a backend answers 502 rather than sending cleartext.
-    pub tls: Option<Result<crate::upstream::TlsClient, String>>,
+    /// How its requests are sent: cleartext, or re-encrypted
+    /// (BackendTLSPolicy) with the TLS client it needs.
+    pub connector: Connector,
     pub load_balancing: LoadBalancing,
     pub endpoints: Vec<Arc<EndpointState>>,
     next: AtomicUsize,
@@ -304,7 +305,7 @@ pub fn compile(
     document: Arc<ConfigDocument>,
     metrics: &Metrics,
     registry: &EndpointRegistry,
-    tls_clients: &crate::upstream::TlsClients,
+    tls_clients: &TlsClients,
 ) -> Result<Snapshot, Error> {
     let config = &document.config;
     let backends: HashMap<&str, Arc<BackendRuntime>> = config
@@ -320,7 +321,7 @@ pub fn compile(
             let runtime = BackendRuntime {
                 name: name.clone(),
                 protocol: backend.protocol,
-                tls,
+                connector: Connector::new(backend.protocol, tls),
                 load_balancing: backend.load_balancing,
                 endpoints: backend
                     .endpoints
@@ -435,6 +436,7 @@ pub fn compile(
         }
     }
     registry.retain_used();
+    tls_clients.forget_unused();
     Ok(Snapshot {
         document,
         listeners,

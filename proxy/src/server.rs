@@ -25,9 +25,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::error::Error;
 use crate::handler::{ConnectionInfo, handle};
 use crate::runtime::{ListenerRuntime, compile};
-use crate::{Error, Shared};
+use crate::shared::Shared;
 
 /// Default limits when the config sets none.
 const DEFAULT_MAX_HEADERS: usize = 100;

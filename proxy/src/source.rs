@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use proxy_config::ConfigDocument;
+use proxy_config::{CONFIG_SECRET_KEY, ConfigDocument};
 
-use crate::Error;
+use crate::error::Error;
 
 /// Watches a file and yields each new version of it.
 #[derive(Debug)]
@@ -103,9 +103,6 @@ impl std::fmt::Debug for SecretSource {
     }
 }
 
-/// The Secret key holding the encoded [`ConfigDocument`].
-pub const SECRET_KEY: &str = "config";
-
 impl SecretSource {
     pub fn new(client: kube::Client, namespace: &str, name: &str) -> Self {
         Self {
@@ -175,12 +172,12 @@ impl SecretSource {
             let Some(bytes) = secret
                 .data
                 .as_ref()
-                .and_then(|data| data.get(SECRET_KEY))
+                .and_then(|data| data.get(CONFIG_SECRET_KEY))
                 .map(|b| b.0.clone())
             else {
                 self.last_bytes.clear();
                 return Err(Error::ConfigMissing(format!(
-                    "config Secret {} has no {SECRET_KEY:?} key",
+                    "config Secret {} has no {CONFIG_SECRET_KEY:?} key",
                     self.name
                 )));
             };

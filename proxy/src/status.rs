@@ -1,10 +1,11 @@
 //! The proxy's status, reported through its own Pod's condition
-//! [`CONDITION_TYPE`], which the Pod also carries as a readiness gate: a
+//! [`CONFIG_APPLIED_CONDITION`], which the Pod also carries as a readiness gate: a
 //! proxy that has not applied its config receives no traffic, and the
 //! operator folds these conditions into the Gateway's status.
 //!
-//! Every message about an applied config starts with `generation N`, N
-//! being the generation serving, so the operator can tell which one is live:
+//! Every message about an applied config starts with `generation N`
+//! ([`Generation`]), N being the generation serving, so the operator can
+//! tell which one is live:
 //!
 //! | outcome | status | reason | message |
 //! |---|---|---|---|
@@ -29,14 +30,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
+use proxy_config::{CONFIG_APPLIED_CONDITION, Generation};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::Error;
+use crate::error::Error;
 use crate::server::ApplyReport;
 
-/// The Pod condition (and readiness gate) the proxy owns.
-pub const CONDITION_TYPE: &str = "gateway.portcullis.io/ConfigApplied";
 /// The config is live and every listener is bound.
 pub const REASON_APPLIED: &str = "Applied";
 /// The config is live but some listener's port could not be bound.
@@ -123,7 +123,7 @@ impl Tracker {
 fn applied(report: &ApplyReport) -> Live {
     let generation = report.generation;
     if report.failed_listeners.is_empty() {
-        let head = format!("generation {generation} applied");
+        let head = format!("{} applied", Generation(generation));
         return Live {
             condition: Condition {
                 ready: true,
@@ -140,7 +140,11 @@ fn applied(report: &ApplyReport) -> Live {
         .iter()
         .map(|(name, reason)| format!("listener {name}: {reason}"))
         .collect();
-    let message = truncate(format!("generation {generation}: {}", listeners.join("; ")));
+    let message = truncate(format!(
+        "{}: {}",
+        Generation(generation),
+        listeners.join("; ")
+    ));
     Live {
         condition: Condition {
             ready: false,
@@ -161,7 +165,7 @@ fn refused(live: Option<&Live>, generation: Option<u64>, error: &Error) -> Optio
     };
     let Some(live) = live else {
         let message = match generation {
-            Some(generation) => format!("generation {generation}: {error}"),
+            Some(generation) => format!("{}: {error}", Generation(generation)),
             None => error.to_string(),
         };
         return Some(Condition {
@@ -171,7 +175,7 @@ fn refused(live: Option<&Live>, generation: Option<u64>, error: &Error) -> Optio
         });
     };
     let what = match (generation, error) {
-        (Some(generation), _) => format!("generation {generation} refused: {error}"),
+        (Some(generation), _) => format!("{} refused: {error}", Generation(generation)),
         (None, Error::ConfigMissing(_)) => error.to_string(),
         (None, _) => format!("refused: {error}"),
     };
@@ -252,7 +256,7 @@ pub fn apply_patch(
     observed_generation: Option<i64>,
 ) -> serde_json::Value {
     let condition = PodCondition {
-        type_: CONDITION_TYPE.to_owned(),
+        type_: CONFIG_APPLIED_CONDITION.to_owned(),
         status: condition.status().to_owned(),
         reason: Some(condition.reason.to_owned()),
         message: Some(condition.message.clone()),
@@ -387,7 +391,7 @@ fn current_transition(pod: &Pod) -> Option<(bool, Time)> {
         .conditions
         .as_ref()?
         .iter()
-        .find(|c| c.type_ == CONDITION_TYPE)?;
+        .find(|c| c.type_ == CONFIG_APPLIED_CONDITION)?;
     Some((
         condition.status == "True",
         condition.last_transition_time.clone()?,

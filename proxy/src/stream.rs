@@ -15,8 +15,8 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{Mutex, watch};
 use tracing::{debug, info};
 
-use crate::Shared;
 use crate::runtime::{EndpointState, ListenerRuntime, StreamRoute, Target};
+use crate::shared::Shared;
 use crate::sni::{self, Sni};
 
 const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(10);

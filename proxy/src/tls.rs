@@ -12,7 +12,7 @@ use boring::x509::X509;
 use boring::x509::store::X509StoreBuilder;
 use proxy_config::{GatewayConfig, ListenerTls, WildcardDepth};
 
-use crate::Error;
+use crate::error::Error;
 use crate::router::HostTable;
 
 /// ALPN protocols offered, most preferred first, in wire format.

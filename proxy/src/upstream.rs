@@ -1,6 +1,7 @@
 //! Connection pools to backends, one set per worker thread: a worker reuses
 //! the connections it opened, without locks shared with other workers or
-//! cross-thread wake-ups.
+//! cross-thread wake-ups. A [`Connector`] is how one backend is reached, and
+//! [`Connector::send`] is the one way a request leaves the proxy.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,12 +11,14 @@ use boring::pkey::PKey;
 use boring::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use boring::x509::store::X509StoreBuilder;
 use boring::x509::{X509, X509StoreContextRef};
+use http::uri::Scheme;
 use hyper_boring::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use proxy_config::BackendProtocol;
 
-use crate::handler::Body;
+use crate::body::Body;
 
 pub type UpstreamClient = Client<HttpConnector, Body>;
 
@@ -49,20 +52,79 @@ thread_local! {
 }
 
 /// This worker's pool of HTTP/1.1 backend connections.
-pub fn http1() -> UpstreamClient {
+fn http1() -> UpstreamClient {
     CLIENTS.with(|clients| clients.http1.clone())
 }
 
 /// This worker's pool of h2c backend connections.
-pub fn h2c() -> UpstreamClient {
+fn h2c() -> UpstreamClient {
     CLIENTS.with(|clients| clients.h2c.clone())
+}
+
+/// How requests reach one backend.
+#[derive(Clone)]
+pub enum Connector {
+    /// Cleartext HTTP/1.1, through this worker's pool.
+    Http1,
+    /// Cleartext HTTP/2 (gRPC), through this worker's pool.
+    H2c,
+    /// Re-encrypted (BackendTLSPolicy), through the policy's own pool.
+    Tls(Box<TlsClient>),
+    /// TLS settings BoringSSL refused: such a backend answers 502 rather
+    /// than sending cleartext.
+    InvalidTls(String),
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Connector::Http1 => f.write_str("Http1"),
+            Connector::H2c => f.write_str("H2c"),
+            Connector::Tls(_) => f.write_str("Tls"),
+            Connector::InvalidTls(reason) => write!(f, "InvalidTls({reason:?})"),
+        }
+    }
+}
+
+impl Connector {
+    /// The connector of a backend speaking `protocol`, with the TLS client
+    /// its policy asks for, if any.
+    pub fn new(protocol: BackendProtocol, tls: Option<Result<TlsClient, String>>) -> Self {
+        match tls {
+            Some(Ok(client)) => Connector::Tls(Box::new(client)),
+            Some(Err(reason)) => Connector::InvalidTls(reason),
+            None if protocol == BackendProtocol::H2c => Connector::H2c,
+            None => Connector::Http1,
+        }
+    }
+
+    /// The scheme of requests' URIs: the pools pick TLS by it.
+    pub fn scheme(&self) -> Scheme {
+        match self {
+            Connector::Tls(_) | Connector::InvalidTls(_) => Scheme::HTTPS,
+            Connector::Http1 | Connector::H2c => Scheme::HTTP,
+        }
+    }
+
+    /// Sends `request` (its URI naming the endpoint); an error names TLS
+    /// settings that cannot be used.
+    pub fn send(&self, request: http::Request<Body>) -> Result<ResponseFuture, &str> {
+        match self {
+            Connector::Http1 => Ok(http1().request(request)),
+            Connector::H2c => Ok(h2c().request(request)),
+            Connector::Tls(client) => Ok(client.request(request)),
+            Connector::InvalidTls(reason) => Err(reason),
+        }
+    }
 }
 
 /// TLS clients by their settings, so that a reload that keeps a backend's
 /// TLS settings keeps its pool of connections.
 #[derive(Default)]
 pub struct TlsClients {
-    clients: Mutex<HashMap<String, TlsClient>>,
+    /// By settings: the client, and whether the config being compiled uses
+    /// it.
+    clients: Mutex<HashMap<String, (TlsClient, bool)>>,
 }
 
 impl std::fmt::Debug for TlsClients {
@@ -91,18 +153,20 @@ impl TlsClients {
             .and_then(|n| config.certificates.get(n));
         let key = serde_json::json!([tls, cas, client_certificate, h2]).to_string();
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(client) = clients.get(&key) {
+        if let Some((client, used)) = clients.get_mut(&key) {
+            *used = true;
             return Ok(client.clone());
         }
         let client = build_tls_client(config, tls, h2)?;
-        clients.insert(key, client.clone());
+        clients.insert(key, (client.clone(), true));
         Ok(client)
     }
 
-    /// Forgets clients no backend uses any more.
-    pub fn retain(&self, keep: impl Fn(&TlsClient) -> bool) {
+    /// Forgets the clients no [`TlsClients::get`] asked for since the last
+    /// call: a compiled config is live, and they serve no backend of it.
+    pub fn forget_unused(&self) {
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        clients.retain(|_, client| keep(client));
+        clients.retain(|_, (_, used)| std::mem::take(used));
     }
 }
 

@@ -1,17 +1,13 @@
 //! Edge hardening with raw sockets: smuggling, slowloris, header limits,
 //! connection limits; and what the admin port and access log show.
 
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
-
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use http::StatusCode;
 use proxy_config::*;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -1,14 +1,11 @@
 //! HTTP routing and filters through real sockets: a client, the proxy, and
 //! echo backends, all on loopback.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
-
-mod support;
 
 use std::collections::HashMap;
 
+use crate::support::*;
 use http::StatusCode;
 use proxy_config::*;
-use support::*;
 
 #[tokio::test]
 async fn routes_by_host_and_path_and_answers_404_otherwise() {

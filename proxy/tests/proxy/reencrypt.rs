@@ -1,12 +1,9 @@
 //! Re-encrypt (BackendTLSPolicy): TLS from the proxy to the backend with the
 //! policy's name as SNI, verified against its CA bundle and names.
 
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
-
-mod support;
-
 use std::net::SocketAddr;
 
+use crate::support::*;
 use boring::ssl::{NameType, SslAcceptor, SslFiletype, SslMethod};
 use bytes::Bytes;
 use http::StatusCode;
@@ -14,7 +11,6 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use proxy_config::*;
-use support::*;
 use tokio::net::TcpListener;
 
 /// An HTTPS backend answering with the server name its client sent.

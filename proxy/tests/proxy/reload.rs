@@ -1,17 +1,14 @@
 //! Hot reload and shutdown: configs swapped under load lose nothing, bad
 //! configs are refused while the old one serves, SIGTERM drains.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
-
-mod support;
 
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::support::*;
 use http::StatusCode;
 use proxy_config::*;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -2,17 +2,13 @@
 //! certificate reaches the client), TLS terminated to TCP, TCP and UDP,
 //! and L4 connections that outlive reloads.
 
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
-
-mod support;
-
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::*;
 use boring::ssl::{SslAcceptor, SslFiletype, SslMethod};
 use proxy_config::*;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 

@@ -1,17 +1,14 @@
 //! TLS termination with real handshakes: BoringSSL clients, curl and
 //! openssl s_client against the proxy.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
-
-mod support;
 
 use std::process::Command;
 
+use crate::support::*;
 use boring::ssl::SslVersion;
 use http::StatusCode;
 use http_body_util::Empty;
 use proxy_config::Certificate;
 use proxy_config::*;
-use support::*;
 
 struct TlsSetup {
     ca: TestCa,

@@ -1,0 +1,199 @@
+//! Forwarding to the backend: endpoint choice, timeouts, retries,
+//! WebSocket upgrades, and the response on its way back.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use http::header;
+use http::uri::PathAndQuery;
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Incoming};
+use hyper_util::rt::TokioIo;
+use tracing::{debug, warn};
+
+use super::connection::ConnectionInfo;
+use super::error::RequestError;
+use super::headers::{add_forwarded, strip_hop_by_hop};
+use super::mirror::{self, MirrorCopy};
+use super::send::send;
+use crate::body::{Body, BodyTimeout, IdleTimeout, Tee, boxed, empty};
+use crate::runtime::{BackendRuntime, Rule};
+use crate::shared::Shared;
+
+/// Sends the request to an endpoint of `backend`, with the rule's timeouts
+/// and retries, and starts the mirrors once it is on its way.
+pub(super) async fn forward(
+    shared: &Shared,
+    connection: &ConnectionInfo,
+    rule: &Rule,
+    backend: &BackendRuntime,
+    mut request: Request<Incoming>,
+    mirrors: Vec<MirrorCopy>,
+) -> Result<Response<Body>, RequestError> {
+    add_forwarded(&mut request, connection);
+    let upgrade =
+        request.headers().contains_key(header::UPGRADE) && request.version() == Version::HTTP_11;
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+    if !upgrade {
+        strip_hop_by_hop(request.headers_mut());
+    }
+
+    // A bodiless request (most of them) needs neither a body timer nor a
+    // tee, and can be sent again.
+    let replayable = request.body().is_end_stream();
+    let retry = rule.retry.as_ref().filter(|_| replayable && !upgrade);
+    let attempts = retry.map_or(1, |r| r.attempts.saturating_add(1));
+    let (parts, incoming) = request.into_parts();
+    let (feeds, pending) = mirror::prepare(mirrors, !replayable);
+    let mut body = Some(if replayable {
+        empty()
+    } else {
+        let timed = IdleTimeout::new(incoming, connection.body_timeout).boxed();
+        if feeds.is_empty() {
+            timed
+        } else {
+            Tee::new(timed, feeds).boxed()
+        }
+    });
+    let mut pending = Some(pending);
+    let target = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    // The first attempt takes the request's own head; only retries copy it.
+    let retry_head = (attempts > 1).then(|| parts.clone_without_body());
+    let mut first_head = Some(parts);
+
+    let overall = rule.timeouts.request_ms.map(Duration::from_millis);
+    let per_try = rule.timeouts.backend_request_ms.map(Duration::from_millis);
+    let deadline = overall.map(|d| tokio::time::Instant::now() + d);
+
+    let mut last = RequestError::NoEndpoint;
+    for attempt in 0..attempts {
+        if attempt > 0 {
+            let backoff = retry.map_or(0, |r| {
+                r.backoff_ms.saturating_mul(1 << (attempt - 1).min(10))
+            });
+            tokio::time::sleep(Duration::from_millis(backoff)).await;
+        }
+        let now_ms = shared.now_ms();
+        let endpoint = backend.pick(now_ms).ok_or(RequestError::NoEndpoint)?;
+        let head = match (first_head.take(), &retry_head) {
+            (Some(head), _) => head,
+            (None, Some(copy)) => copy.clone_without_body(),
+            (None, None) => break,
+        };
+        endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
+        let call = match send(
+            backend,
+            endpoint,
+            head,
+            target.clone(),
+            body.take().unwrap_or_else(empty),
+        ) {
+            Ok(call) => call,
+            Err(err) => {
+                endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
+                return Err(err);
+            }
+        };
+        if let Some(mirrors) = pending.take() {
+            mirrors.send(shared);
+        }
+        let limit = match (per_try, deadline) {
+            (Some(per_try), Some(deadline)) => {
+                Some((tokio::time::Instant::now() + per_try).min(deadline))
+            }
+            (Some(per_try), None) => Some(tokio::time::Instant::now() + per_try),
+            (None, deadline) => deadline,
+        };
+        let result = match limit {
+            Some(limit) => tokio::time::timeout_at(limit, call).await.ok(),
+            None => Some(call.await),
+        };
+        endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
+        match result {
+            None => {
+                endpoint.failed(now_ms);
+                last = RequestError::Timeout;
+                if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                    return Err(last);
+                }
+            }
+            // The client's fault: the endpoint is not marked failed.
+            Some(Err(err)) if BodyTimeout::caused(&err) => return Err(RequestError::BodyTimeout),
+            Some(Err(err)) => {
+                endpoint.failed(now_ms);
+                let connect = err.is_connect();
+                if connect {
+                    shared
+                        .metrics
+                        .upstream_connect_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                debug!(backend = %backend.name, endpoint = %endpoint.address, error = %err, "upstream request failed");
+                last = RequestError::Unreachable { connect };
+                if !retry.is_some_and(|r| r.on_connect_failure) {
+                    return Err(last);
+                }
+            }
+            Some(Ok(mut response)) => {
+                let status = response.status();
+                if status.is_server_error() {
+                    endpoint.failed(now_ms);
+                } else {
+                    endpoint.succeeded();
+                }
+                let retryable = retry.is_some_and(|r| r.status_codes.contains(&status.as_u16()));
+                if retryable && attempt + 1 < attempts {
+                    continue;
+                }
+                if status == StatusCode::SWITCHING_PROTOCOLS {
+                    if let Some(client_upgrade) = client_upgrade {
+                        let backend_upgrade = hyper::upgrade::on(&mut response);
+                        tokio::spawn(tunnel(client_upgrade, backend_upgrade));
+                    }
+                    return Ok(response.map(boxed));
+                }
+                strip_hop_by_hop(response.headers_mut());
+                return Ok(response.map(boxed));
+            }
+        }
+    }
+    Err(last)
+}
+
+/// Copies bytes both ways between an upgraded client and backend.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, backend: hyper::upgrade::OnUpgrade) {
+    match tokio::try_join!(client, backend) {
+        Ok((client, backend)) => {
+            let mut client = TokioIo::new(client);
+            let mut backend = TokioIo::new(backend);
+            if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
+                debug!(error = %err, "upgraded connection ended");
+            }
+        }
+        Err(err) => warn!(error = %err, "upgrade failed"),
+    }
+}
+
+trait CloneWithoutBody {
+    fn clone_without_body(&self) -> http::request::Parts;
+}
+
+impl CloneWithoutBody for http::request::Parts {
+    fn clone_without_body(&self) -> http::request::Parts {
+        let mut builder = Request::builder()
+            .method(self.method.clone())
+            .uri(self.uri.clone())
+            .version(self.version);
+        if let Some(headers) = builder.headers_mut() {
+            *headers = self.headers.clone();
+        }
+        let (mut parts, ()) = builder.body(()).unwrap_or_default().into_parts();
+        parts.extensions = http::Extensions::new();
+        parts
+    }
+}
