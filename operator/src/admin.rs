@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tracing::debug;
 
-use crate::Error;
+use crate::error::Error;
 
 /// Counters and gauges the operator exports.
 #[derive(Debug, Default)]

@@ -1,15 +1,23 @@
 //! Which Gateway API kinds, at which versions, the API server serves: from
 //! v1.2.1 (OpenShift 4.19 pins its CRDs) to v1.6.1. Only those are watched;
-//! a missing optional kind is reported through status, never a crash.
+//! a missing optional kind is reported through status, never a crash. A
+//! change of the CRDs (an install, an upgrade) makes the operator discover
+//! again.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::discovery::{ApiResource, Discovery};
-use kube::{Api, Client};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use operator_core::RouteKind;
+use operator_core::names::GATEWAY_GROUP;
+use operator_core::snapshot::ServedKinds;
+use tracing::debug;
 
-use crate::snapshot::{RouteKind, ServedKinds};
-use crate::{Error, GATEWAY_GROUP};
+use crate::error::Error;
 
 /// The served Gateway API kinds, by kind name.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -79,4 +87,70 @@ pub async fn discover(client: &Client) -> Result<GatewayApis, Error> {
         .and_then(|crd| crd.metadata.annotations)
         .and_then(|a| a.get("gateway.networking.k8s.io/bundle-version").cloned());
     Ok(apis)
+}
+
+/// Resolves when discovery would answer differently than `apis`.
+pub async fn changed(client: &Client, apis: &GatewayApis) {
+    // One watch for the whole life of these caches: its initial listing is
+    // compared too, so CRDs that landed between discovery and the watch (a
+    // batch still being installed) are not missed.
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut events = watcher(crds, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut listed = false;
+    while let Some(event) = events.next().await {
+        let look = match event {
+            Ok(watcher::Event::InitDone) => {
+                listed = true;
+                true
+            }
+            Ok(watcher::Event::Apply(crd) | watcher::Event::Delete(crd)) => {
+                listed && is_ours(&crd.name_any())
+            }
+            Err(err) => {
+                debug!(error = %err, "CRD watch");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                false
+            }
+            _ => false,
+        };
+        if look {
+            // Let a batch of CRD changes land before looking.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if discover(client).await.is_ok_and(|now| &now != apis) {
+                return;
+            }
+        }
+    }
+}
+
+/// Resolves at the next change of a Gateway API or Portcullis CRD.
+pub async fn any_change(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut events = watcher(crds, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut initial = true;
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::InitDone) => initial = false,
+            Ok(watcher::Event::Apply(crd) | watcher::Event::Delete(crd))
+                if !initial && is_ours(&crd.name_any()) =>
+            {
+                // Let a batch of CRD changes land before looking.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                return;
+            }
+            Err(err) => {
+                debug!(error = %err, "CRD watch");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            _ => {}
+        }
+    }
+}
+
+fn is_ours(crd_name: &str) -> bool {
+    crd_name.ends_with(GATEWAY_GROUP) || crd_name.ends_with(crds::GROUP)
 }

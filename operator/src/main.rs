@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, ValueEnum};
-use operator::admin::{self, Metrics};
-use operator::provision::Settings;
-use operator::{controller, leader};
+use operator::{Leadership, Metrics};
+use operator_core::names::CONTROLLER_NAME;
+use operator_core::provision::Settings;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info};
 
@@ -75,12 +75,12 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let leader_flag = Arc::new(leader::Leadership::new(!args.leader_elect));
+    let leader_flag = Arc::new(Leadership::new(!args.leader_elect));
     let metrics = Arc::new(Metrics {
         leader: leader_flag.clone(),
         ..Metrics::default()
     });
-    match admin::serve(metrics.clone(), args.admin).await {
+    match operator::serve_admin(metrics.clone(), args.admin).await {
         Ok(address) => info!(%address, "admin server listening"),
         Err(err) => {
             error!(error = %err, "cannot start the admin server");
@@ -93,7 +93,7 @@ async fn main() -> ExitCode {
             .identity
             .clone()
             .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
-        tokio::spawn(leader::run(
+        tokio::spawn(operator::hold_lease(
             client.clone(),
             args.namespace.clone(),
             "portcullis-operator".to_owned(),
@@ -112,9 +112,9 @@ async fn main() -> ExitCode {
         error!("cannot install signal handlers");
         return ExitCode::FAILURE;
     };
-    info!(controller = operator::CONTROLLER_NAME, proxy_image = %args.proxy_image, "starting");
+    info!(controller = CONTROLLER_NAME, proxy_image = %args.proxy_image, "starting");
     let code = tokio::select! {
-        result = controller::run(client, settings, metrics, leader_flag.clone()) => match result {
+        result = operator::run(client, settings, metrics, leader_flag.clone()) => match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 error!(error = %err, "operator stopped");

@@ -4,18 +4,21 @@
 //!
 //! Least privilege: each rule is a call the code makes, and nothing else.
 //! - discovery (`discovery.rs`) reads the Gateway CRD for its bundle version
-//!   and the controller (`controller.rs`) watches CRDs to notice Gateway API
-//!   installs and upgrades: `get`, `list`, `watch` on CRDs, never a write (the
-//!   operator never installs or modifies Gateway API CRDs);
-//! - the controller list-watches every served Gateway API kind and merge
-//!   patches their `/status` (only `patch`: no `update`);
-//! - it list-watches the inputs of translation (Services, EndpointSlices,
-//!   Secrets, ConfigMaps, Namespaces, ProxyConfigs, proxy Pods);
-//! - it server-side applies and deletes the objects a Gateway owns, and
-//!   list-watches them (label-selected) to skip no-op writes and find stale
-//!   ones. A server-side apply is a `patch`, and when the object does not
-//!   exist yet the API server also authorizes it as a `create`: both verbs;
-//! - the per-Gateway Role it creates (`provision.rs`) grants `get`, `list`,
+//!   and watches CRDs to notice Gateway API installs and upgrades: `get`,
+//!   `list`, `watch` on CRDs, never a write (the operator never installs or
+//!   modifies Gateway API CRDs);
+//! - the watch caches (`stores.rs`) list-watch every served Gateway API kind,
+//!   and the executor (`executor.rs`) merge patches their `/status` (only
+//!   `patch`: no `update`);
+//! - the caches list-watch the inputs of translation (Services,
+//!   EndpointSlices, Secrets, ConfigMaps, Namespaces, ProxyConfigs, proxy
+//!   Pods);
+//! - the executor server-side applies and deletes the objects a Gateway owns
+//!   (`ProvisionedKind`), and the caches list-watch them (label-selected) to
+//!   skip no-op writes and find stale ones. A server-side apply is a `patch`,
+//!   and when the object does not exist yet the API server also authorizes
+//!   it as a `create`: both verbs;
+//! - the per-Gateway Role the core provisions (`operator_core::provision`) grants `get`, `list`,
 //!   `watch` on one Secret and `get`, `patch` on `pods/status`; RBAC only lets
 //!   a subject grant what it holds, so the operator holds those too;
 //! - leader election (`leader.rs`) gets, creates and updates one Lease in the
@@ -182,6 +185,8 @@ pub fn allows(scope: Scope, group: &str, resource: &str, verb: &str) -> bool {
 mod tests {
     use std::path::Path;
 
+    use operator_core::names::GATEWAY_GROUP;
+    use operator_core::provision::ProvisionedKind;
     use pretty_assertions::assert_eq;
     use serde::Deserialize;
 
@@ -278,22 +283,24 @@ mod tests {
         }
     }
 
-    /// Every call the operator makes, by (API group, resource, verb). Read
-    /// from `controller.rs` (the typed and dynamic watch caches in
-    /// `Controller::start`, `apply`, `delete_stale`, `patch_status`,
-    /// `wait_for_crd_change`), `discovery.rs` (`discover`), `leader.rs`
-    /// (`try_hold`, `run`) and `provision.rs` (the per-Gateway Role, whose
-    /// grants the operator must hold itself). Keep it in step with them.
-    const CALLS: &[(Scope, &str, &str, &[&str])] = &[
-        // discovery.rs: the Gateway CRD's bundle version; controller.rs: the
-        // CRD watch.
+    /// Every call the operator makes, by (API group, resource, verb), but
+    /// those on provisioned kinds ([`provisioned_calls`]). Read from
+    /// `stores.rs` (the typed and dynamic watch caches), `executor.rs`
+    /// (`patch_status`), `discovery.rs` (`discover`, the CRD watches),
+    /// `leader.rs` (`try_hold`, `run`) and the core's `provision` (the
+    /// per-Gateway Role, whose grants the operator must hold itself). Keep
+    /// it in step with them.
+    type Call = (Scope, &'static str, &'static str, &'static [&'static str]);
+
+    const CALLS: &[Call] = &[
+        // discovery.rs: the Gateway CRD's bundle version, and the CRD watch.
         (
             Scope::Cluster,
             "apiextensions.k8s.io",
             "customresourcedefinitions",
             &["get", "list", "watch"],
         ),
-        // controller.rs: `dynamic` watch caches of every discovery::KINDS.
+        // stores.rs: `dynamic` watch caches of every discovery::KINDS.
         (
             Scope::Cluster,
             "gateway.networking.k8s.io",
@@ -348,7 +355,7 @@ mod tests {
             "backendtlspolicies",
             &["list", "watch"],
         ),
-        // controller.rs: `patch_status` from the write_*_statuses.
+        // executor.rs: `patch_status`.
         (
             Scope::Cluster,
             "gateway.networking.k8s.io",
@@ -397,7 +404,7 @@ mod tests {
             "backendtlspolicies/status",
             &["patch"],
         ),
-        // controller.rs: typed watch caches of CoreStores.
+        // stores.rs: typed watch caches.
         (
             Scope::Cluster,
             "gateway.portcullis.io",
@@ -413,59 +420,8 @@ mod tests {
         (Scope::Cluster, "", "configmaps", &["list", "watch"]),
         (Scope::Cluster, "", "namespaces", &["list", "watch"]),
         (Scope::Cluster, "", "pods", &["list", "watch"]),
-        // controller.rs: CoreStores watch them, `apply` (server-side apply:
-        // patch, and create when the object does not exist yet; the
-        // install e2e test met the API server refusing it without create)
-        // and `delete_stale` (delete).
-        (
-            Scope::Cluster,
-            "",
-            "services",
-            &["list", "watch", "create", "patch", "delete"],
-        ),
-        (
-            Scope::Cluster,
-            "",
-            "secrets",
-            &["list", "watch", "create", "patch", "delete"],
-        ),
-        (
-            Scope::Cluster,
-            "",
-            "serviceaccounts",
-            &["list", "watch", "create", "patch", "delete"],
-        ),
-        (
-            Scope::Cluster,
-            "apps",
-            "deployments",
-            &["list", "watch", "create", "patch", "delete"],
-        ),
-        (
-            Scope::Cluster,
-            "rbac.authorization.k8s.io",
-            "roles",
-            &["list", "watch", "create", "patch", "delete"],
-        ),
-        (
-            Scope::Cluster,
-            "rbac.authorization.k8s.io",
-            "rolebindings",
-            &["list", "watch", "create", "patch", "delete"],
-        ),
-        (
-            Scope::Cluster,
-            "autoscaling",
-            "horizontalpodautoscalers",
-            &["list", "watch", "create", "patch", "delete"],
-        ),
-        (
-            Scope::Cluster,
-            "policy",
-            "poddisruptionbudgets",
-            &["list", "watch", "create", "patch", "delete"],
-        ),
-        // provision.rs: the per-Gateway Role's grants (RBAC escalation check).
+        // operator_core::provision: the per-Gateway Role's grants (RBAC
+        // escalation check).
         (Scope::Cluster, "", "secrets", &["get", "list", "watch"]),
         (Scope::Cluster, "", "pods/status", &["get", "patch"]),
         // leader.rs: get_opt, create, replace of the Lease.
@@ -477,12 +433,35 @@ mod tests {
         ),
     ];
 
+    /// stores.rs watches every provisioned kind (Services and Secrets
+    /// unfiltered: translation reads them all); executor.rs applies them
+    /// (server-side apply: patch, and create when the object does not exist
+    /// yet; the install e2e test met the API server refusing it without
+    /// create) and deletes the stale ones.
+    fn provisioned_calls() -> Vec<Call> {
+        ProvisionedKind::ALL
+            .iter()
+            .map(|kind| {
+                (
+                    Scope::Cluster,
+                    kind.group(),
+                    kind.plural(),
+                    &["list", "watch", "create", "patch", "delete"][..],
+                )
+            })
+            .collect()
+    }
+
+    fn calls() -> Vec<Call> {
+        CALLS.iter().copied().chain(provisioned_calls()).collect()
+    }
+
     #[test]
     fn every_call_the_operator_makes_is_granted() {
         let mut missing = Vec::new();
-        for (scope, group, resource, verbs) in CALLS {
-            for verb in *verbs {
-                if !allows(*scope, group, resource, verb) {
+        for (scope, group, resource, verbs) in calls() {
+            for verb in verbs {
+                if !allows(scope, group, resource, verb) {
                     missing.push(format!("{scope:?} {group}/{resource} {verb}"));
                 }
             }
@@ -497,7 +476,7 @@ mod tests {
             for group in rule.api_groups {
                 for resource in rule.resources {
                     for verb in rule.verbs {
-                        let needed = CALLS.iter().any(|(scope, g, r, verbs)| {
+                        let needed = calls().iter().any(|(scope, g, r, verbs)| {
                             *scope == rule.scope
                                 && g == group
                                 && r == resource
@@ -531,7 +510,7 @@ mod tests {
             };
             for verb in ["list", "watch"] {
                 assert!(
-                    allows(Scope::Cluster, crate::GATEWAY_GROUP, &plural, verb),
+                    allows(Scope::Cluster, GATEWAY_GROUP, &plural, verb),
                     "{kind}: {verb}"
                 );
             }

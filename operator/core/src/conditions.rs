@@ -5,6 +5,44 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
+/// Why something is not accepted, resolved or programmed: the spec's
+/// reason and one sentence the user can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Problem {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// The condition of a check: True with the reason named like the type and
+/// `ok` as its message when `outcome` is Ok, else False with the problem's
+/// reason and message. Most conditions the spec defines are of this shape.
+pub fn check(
+    type_: &str,
+    outcome: Result<(), &Problem>,
+    ok: &str,
+    observed_generation: Option<i64>,
+) -> Condition {
+    match outcome {
+        Ok(()) => condition(type_, true, type_, ok, observed_generation),
+        Err(problem) => condition(
+            type_,
+            false,
+            problem.reason,
+            problem.message.clone(),
+            observed_generation,
+        ),
+    }
+}
+
 /// The time translation puts in every condition; [`merge`] replaces it.
 pub fn epoch() -> Time {
     Time(Timestamp::UNIX_EPOCH)
@@ -37,18 +75,6 @@ pub fn merge(desired: &mut [Condition], existing: &[Condition], now: &Time) {
             .find(|old| old.type_ == condition.type_ && old.status == condition.status)
             .map_or_else(|| now.clone(), |old| old.last_transition_time.clone());
     }
-}
-
-/// Whether two condition lists say the same, timestamps aside.
-pub fn same(a: &[Condition], b: &[Condition]) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| {
-            x.type_ == y.type_
-                && x.status == y.status
-                && x.reason == y.reason
-                && x.message == y.message
-                && x.observed_generation == y.observed_generation
-        })
 }
 
 /// Spec condition types and reasons, as named by Gateway API.
@@ -91,6 +117,7 @@ pub mod reason {
     pub const UNSUPPORTED_PROTOCOL_ROUTE: &str = "UnsupportedProtocol";
     pub const NO_MATCHING_HOSTNAME: &str = "NoValidHostname";
     pub const INCOMPATIBLE_FILTERS: &str = "IncompatibleFilters";
+    pub const PORT_UNAVAILABLE: &str = "PortUnavailable";
     /// A policy that lost to another on the same target.
     pub const CONFLICTED_POLICY: &str = "Conflicted";
 }
@@ -112,5 +139,32 @@ mod tests {
         merge(&mut desired, &[existing], &now);
         assert_eq!(desired[0].last_transition_time, old_time);
         assert_eq!(desired[1].last_transition_time, now);
+    }
+
+    #[test]
+    fn a_check_is_true_with_its_own_reason_or_false_with_the_problems() {
+        let ok = check("ResolvedRefs", Ok(()), "All references resolved.", Some(3));
+        assert_eq!(
+            (ok.status.as_str(), ok.reason.as_str(), ok.message.as_str()),
+            ("True", "ResolvedRefs", "All references resolved.")
+        );
+        assert_eq!(ok.observed_generation, Some(3));
+        let problem = Problem::new(
+            reason::BACKEND_NOT_FOUND,
+            "Service apps/echo does not exist.",
+        );
+        let failed = check("ResolvedRefs", Err(&problem), "unused", Some(3));
+        assert_eq!(
+            (
+                failed.status.as_str(),
+                failed.reason.as_str(),
+                failed.message.as_str()
+            ),
+            (
+                "False",
+                "BackendNotFound",
+                "Service apps/echo does not exist."
+            )
+        );
     }
 }

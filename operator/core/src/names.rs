@@ -1,7 +1,40 @@
-//! Names of provisioned objects (GEP-1762): `<gateway>-<class>`, bounded to
-//! 63 characters so that it is a valid label value and Service name.
+//! Names the operator uses and gives: its controller name, the labels and
+//! annotations on what it provisions, and the names of provisioned objects
+//! (GEP-1762): `<gateway>-<class>`, bounded to 63 characters so that it is
+//! a valid label value and Service name.
 
 use sha2::{Digest, Sha256};
+
+/// The `GatewayClass.spec.controllerName` this operator serves. Classes with
+/// any other controller name are never touched.
+pub const CONTROLLER_NAME: &str = "portcullis.io/gateway-controller";
+
+/// The field manager of every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "portcullis-operator";
+
+/// Gateway API group.
+pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+
+/// Label on every object the operator provisions, so that it can list them
+/// and remove the ones no Gateway wants any more.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "portcullis-operator";
+/// GEP-1762 labels on provisioned objects.
+pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+pub const GATEWAY_CLASS_LABEL: &str = "gateway.networking.k8s.io/gateway-class-name";
+/// Label naming the provisioned instance; proxy Pods are selected by it.
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+pub const NAME_LABEL: &str = "app.kubernetes.io/name";
+/// `app.kubernetes.io/name` of proxy Pods.
+pub const PROXY_NAME: &str = "portcullis-proxy";
+/// The label EndpointSlices name their Service by.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// Hash of what the operator last applied to an object; equal hash, no write.
+pub const SPEC_HASH_ANNOTATION: &str = "gateway.portcullis.io/spec-hash";
+/// On the config Secret: the generation and content hash of its document, so
+/// that they are read without decoding it.
+pub const GENERATION_ANNOTATION: &str = "gateway.portcullis.io/config-generation";
+pub const CONFIG_HASH_ANNOTATION: &str = "gateway.portcullis.io/config-hash";
 
 /// Longest name every provisioned kind accepts (Service names and label
 /// values are the tightest).

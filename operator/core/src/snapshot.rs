@@ -1,5 +1,5 @@
-//! One consistent view of everything translation reads. Built by the
-//! controller from its watch caches; built by hand in tests.
+//! One consistent view of everything translation reads. The operator builds
+//! it from its watch caches; tests build it by hand.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,46 +12,11 @@ use gwapi::httproutes::HttpRoute;
 use gwapi::referencegrants::ReferenceGrant;
 use gwapi::tlsroutes::TlsRoute;
 use gwapi::{TcpRoute, UdpRoute};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use proxy_config::{CONFIG_APPLIED_CONDITION, Generation};
 
-/// `(namespace, name)`.
-pub type Key = (String, String);
-
-/// Route kinds, in the order statuses and configs list them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum RouteKind {
-    Http,
-    Grpc,
-    Tls,
-    Tcp,
-    Udp,
-}
-
-impl RouteKind {
-    pub const ALL: [RouteKind; 5] = [
-        RouteKind::Http,
-        RouteKind::Grpc,
-        RouteKind::Tls,
-        RouteKind::Tcp,
-        RouteKind::Udp,
-    ];
-
-    /// The kind's name in the API (`HTTPRoute`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            RouteKind::Http => "HTTPRoute",
-            RouteKind::Grpc => "GRPCRoute",
-            RouteKind::Tls => "TLSRoute",
-            RouteKind::Tcp => "TCPRoute",
-            RouteKind::Udp => "UDPRoute",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<RouteKind> {
-        RouteKind::ALL.into_iter().find(|kind| kind.name() == name)
-    }
-}
+use crate::keys::{ObjectKey, RouteKind};
 
 /// Which optional Gateway API kinds the API server serves; what is not
 /// served is neither watched nor offered to listeners, and listeners that
@@ -90,6 +55,38 @@ pub struct ProxyPod {
     pub terminating: bool,
 }
 
+impl ProxyPod {
+    /// What a proxy Pod reports: Ready, and its `ConfigApplied` condition,
+    /// whose message names the generation it serves.
+    pub fn of(pod: &Pod) -> ProxyPod {
+        let conditions = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_deref())
+            .unwrap_or_default();
+        let ready = conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        let applied = conditions
+            .iter()
+            .find(|c| c.type_ == CONFIG_APPLIED_CONDITION);
+        ProxyPod {
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            ready,
+            applied_generation: applied
+                .filter(|c| c.status == "True")
+                .and_then(|c| c.message.as_deref().and_then(Generation::of)),
+            failure: applied.filter(|c| c.status == "False").map(|c| {
+                (
+                    c.reason.clone().unwrap_or_default(),
+                    c.message.clone().unwrap_or_default(),
+                )
+            }),
+            terminating: pod.metadata.deletion_timestamp.is_some(),
+        }
+    }
+}
+
 /// The generation and hash of a Gateway's config Secret as it is now.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeployedConfig {
@@ -99,7 +96,7 @@ pub struct DeployedConfig {
 
 /// EndpointSlices by the Service they belong to
 /// (`kubernetes.io/service-name`), each list sorted by name.
-pub type EndpointSlices = BTreeMap<Key, Vec<EndpointSlice>>;
+pub type EndpointSlices = BTreeMap<ObjectKey, Vec<EndpointSlice>>;
 
 /// Everything the operator knows of the cluster, at one instant.
 #[derive(Debug, Clone, Default)]
@@ -114,29 +111,153 @@ pub struct Snapshot {
     pub udp_routes: Vec<UdpRoute>,
     pub reference_grants: Vec<ReferenceGrant>,
     pub backend_tls_policies: Vec<BackendTlsPolicy>,
-    pub services: BTreeMap<Key, Service>,
+    pub services: BTreeMap<ObjectKey, Service>,
     pub endpoint_slices: EndpointSlices,
-    pub secrets: BTreeMap<Key, Secret>,
-    pub config_maps: BTreeMap<Key, ConfigMap>,
+    pub secrets: BTreeMap<ObjectKey, Secret>,
+    pub config_maps: BTreeMap<ObjectKey, ConfigMap>,
     /// Namespace labels, for `allowedRoutes` selectors.
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
-    pub proxy_configs: BTreeMap<Key, ProxyConfig>,
+    pub proxy_configs: BTreeMap<ObjectKey, ProxyConfig>,
     /// Proxy Pods by Gateway.
-    pub proxy_pods: BTreeMap<Key, Vec<ProxyPod>>,
+    pub proxy_pods: BTreeMap<ObjectKey, Vec<ProxyPod>>,
     /// Config Secrets as deployed, by Gateway.
-    pub deployed: BTreeMap<Key, DeployedConfig>,
+    pub deployed: BTreeMap<ObjectKey, DeployedConfig>,
 }
 
 impl Snapshot {
     pub fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String> {
         self.namespaces.get(namespace).cloned().unwrap_or_default()
     }
+
+    /// Makes generations only grow. The deployed generation of each Gateway
+    /// is raised to the one this process last wrote (`written`: a write the
+    /// watch has not shown yet, or a Secret deleted by hand), or past the
+    /// newest one a proxy serves (the operator restarted after the Secret
+    /// was deleted), so the next write never reuses a generation.
+    pub fn raise_generations(&mut self, written: &BTreeMap<ObjectKey, DeployedConfig>) {
+        let mut keys: BTreeSet<ObjectKey> = self.proxy_pods.keys().cloned().collect();
+        keys.extend(written.keys().cloned());
+        for key in keys {
+            let serving = self
+                .proxy_pods
+                .get(&key)
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.applied_generation)
+                .max()
+                .unwrap_or(0);
+            let mut best = self.deployed.get(&key).cloned().unwrap_or_default();
+            if let Some(remembered) = written.get(&key)
+                && remembered.generation > best.generation
+            {
+                best = remembered.clone();
+            }
+            if serving > best.generation {
+                best = DeployedConfig {
+                    generation: serving,
+                    hash: String::new(),
+                };
+            }
+            self.deployed.insert(key, best);
+        }
+    }
 }
 
-/// `(namespace, name)` of an object's metadata.
-pub fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Key {
-    (
-        meta.namespace.clone().unwrap_or_default(),
-        meta.name.clone().unwrap_or_default(),
-    )
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+
+    use super::*;
+
+    fn pod(conditions: &[(&str, &str, &str, &str)]) -> Pod {
+        Pod {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("edge-portcullis-1".into()),
+                ..Default::default()
+            },
+            status: Some(PodStatus {
+                conditions: Some(
+                    conditions
+                        .iter()
+                        .map(|(type_, status, reason, message)| PodCondition {
+                            type_: (*type_).into(),
+                            status: (*status).into(),
+                            reason: Some((*reason).into()),
+                            message: Some((*message).into()),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_proxy_pod_reports_the_generation_it_serves_or_why_not() {
+        let serving = ProxyPod::of(&pod(&[
+            ("Ready", "True", "", ""),
+            (
+                CONFIG_APPLIED_CONDITION,
+                "True",
+                "Applied",
+                "generation 7 applied: 2 listener(s) serving",
+            ),
+        ]));
+        assert!(serving.ready);
+        assert_eq!(serving.applied_generation, Some(7));
+        assert_eq!(serving.failure, None);
+        let refused = ProxyPod::of(&pod(&[(
+            CONFIG_APPLIED_CONDITION,
+            "False",
+            "InvalidCertificate",
+            "generation 8: listener https: bad key",
+        )]));
+        assert!(!refused.ready);
+        assert_eq!(refused.applied_generation, None);
+        assert_eq!(
+            refused.failure.as_ref().map(|f| f.0.as_str()),
+            Some("InvalidCertificate")
+        );
+    }
+
+    #[test]
+    fn generations_only_grow() {
+        let edge = ObjectKey::new("apps", "edge");
+        let mut snapshot = Snapshot::default();
+        snapshot.deployed.insert(
+            edge.clone(),
+            DeployedConfig {
+                generation: 3,
+                hash: "a".into(),
+            },
+        );
+        let written = BTreeMap::from([(
+            edge.clone(),
+            DeployedConfig {
+                generation: 5,
+                hash: "b".into(),
+            },
+        )]);
+        snapshot.raise_generations(&written);
+        assert_eq!(
+            snapshot.deployed[&edge].generation, 5,
+            "what this process wrote"
+        );
+        // A proxy serving a newer one (the Secret was deleted and the
+        // operator restarted): the next write goes past it.
+        snapshot.proxy_pods.insert(
+            edge.clone(),
+            vec![ProxyPod {
+                applied_generation: Some(9),
+                ..ProxyPod::default()
+            }],
+        );
+        snapshot.raise_generations(&written);
+        assert_eq!(snapshot.deployed[&edge].generation, 9);
+        assert_eq!(snapshot.deployed[&edge].hash, "", "so it is rewritten");
+    }
 }

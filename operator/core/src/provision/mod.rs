@@ -1,6 +1,6 @@
 //! Plan → the objects a Gateway owns (GEP-1762): ServiceAccount, Role and
 //! RoleBinding, config Secret, Deployment, Service, and HPA/PDB when asked
-//! for. Pure: the controller applies them with server-side apply.
+//! for. Pure: the operator applies them with server-side apply.
 
 use std::collections::BTreeMap;
 
@@ -25,20 +25,23 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
-use crate::snapshot::Key;
-use crate::translate::{GatewayPlan, parse_duration_ms};
-use crate::{
-    CONFIG_APPLIED_CONDITION, CONFIG_HASH_ANNOTATION, CONFIG_SECRET_KEY, GATEWAY_CLASS_LABEL,
-    GATEWAY_NAME_LABEL, GENERATION_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, SPEC_HASH_ANNOTATION,
-    names,
+use proxy_config::{CONFIG_APPLIED_CONDITION, CONFIG_SECRET_KEY, ConfigDocument};
+
+use crate::convert::parse_duration_ms;
+use crate::error::Error;
+use crate::keys::ObjectKey;
+use crate::names::{
+    self, CONFIG_HASH_ANNOTATION, GATEWAY_CLASS_LABEL, GATEWAY_NAME_LABEL, GENERATION_ANNOTATION,
+    INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, NAME_LABEL, PROXY_NAME, SPEC_HASH_ANNOTATION,
 };
+use crate::translate::GatewayPlan;
+
+mod kind;
+
+pub use kind::ProvisionedKind;
 
 /// Port of the proxy's admin server (health, readiness, metrics) in its Pod.
 pub const ADMIN_PORT: u16 = 19001;
-/// Label naming the provisioned instance; proxy Pods are selected by it.
-pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
-pub const NAME_LABEL: &str = "app.kubernetes.io/name";
-pub const PROXY_NAME: &str = "portcullis-proxy";
 
 /// How the operator runs proxies, from its own flags.
 #[derive(Debug, Clone)]
@@ -50,20 +53,26 @@ pub struct Settings {
 /// One object to apply, as the JSON server-side apply sends.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Desired {
-    /// `apiVersion`, `kind`, name: what the controller needs to route it.
-    pub api_version: &'static str,
-    pub kind: &'static str,
-    pub name: String,
-    pub namespace: String,
+    pub kind: ProvisionedKind,
+    pub key: ObjectKey,
     pub body: serde_json::Value,
-    /// Hash of `body` without this hash: equal on the live object, no write.
+    /// What the live object's [`ProvisionedKind::live_hash`] is once this
+    /// is applied: equal hash, no write.
     pub hash: String,
+}
+
+/// The name of every object a Gateway owns.
+pub fn provisioned_key(gateway: &ObjectKey, class: &str) -> ObjectKey {
+    ObjectKey::new(
+        gateway.namespace.clone(),
+        names::provisioned(&gateway.name, class),
+    )
 }
 
 /// Every object a Gateway owns but its config Secret, which carries its own
 /// generation (see [`config_secret`]).
-pub fn objects(gateway: &Key, plan: &GatewayPlan, settings: &Settings) -> Vec<Desired> {
-    let name = names::provisioned(&gateway.1, &plan.class);
+pub fn objects(gateway: &ObjectKey, plan: &GatewayPlan, settings: &Settings) -> Vec<Desired> {
+    let name = names::provisioned(&gateway.name, &plan.class);
     let meta = |extra_labels: &BTreeMap<String, String>,
                 extra_annotations: &BTreeMap<String, String>| {
         base_meta(gateway, plan, &name, extra_labels, extra_annotations)
@@ -73,8 +82,7 @@ pub fn objects(gateway: &Key, plan: &GatewayPlan, settings: &Settings) -> Vec<De
     let mut out = Vec::new();
 
     out.push(desired(
-        "v1",
-        "ServiceAccount",
+        ProvisionedKind::ServiceAccount,
         &ServiceAccount {
             metadata: meta(&none, &none),
             automount_service_account_token: Some(true),
@@ -82,8 +90,7 @@ pub fn objects(gateway: &Key, plan: &GatewayPlan, settings: &Settings) -> Vec<De
         },
     ));
     out.push(desired(
-        "rbac.authorization.k8s.io/v1",
-        "Role",
+        ProvisionedKind::Role,
         &Role {
             metadata: meta(&none, &none),
             rules: Some(vec![
@@ -104,8 +111,7 @@ pub fn objects(gateway: &Key, plan: &GatewayPlan, settings: &Settings) -> Vec<De
         },
     ));
     out.push(desired(
-        "rbac.authorization.k8s.io/v1",
-        "RoleBinding",
+        ProvisionedKind::RoleBinding,
         &RoleBinding {
             metadata: meta(&none, &none),
             role_ref: RoleRef {
@@ -116,7 +122,7 @@ pub fn objects(gateway: &Key, plan: &GatewayPlan, settings: &Settings) -> Vec<De
             subjects: Some(vec![Subject {
                 kind: "ServiceAccount".to_owned(),
                 name: name.clone(),
-                namespace: Some(gateway.0.clone()),
+                namespace: Some(gateway.namespace.clone()),
                 ..Subject::default()
             }]),
         },
@@ -128,8 +134,7 @@ pub fn objects(gateway: &Key, plan: &GatewayPlan, settings: &Settings) -> Vec<De
     ]
     .into();
     out.push(desired(
-        "apps/v1",
-        "Deployment",
+        ProvisionedKind::Deployment,
         &deployment(gateway, plan, settings, &name, &selector),
     ));
 
@@ -141,8 +146,7 @@ pub fn objects(gateway: &Key, plan: &GatewayPlan, settings: &Settings) -> Vec<De
             crds::ServiceType::ClusterIp => "ClusterIP",
         };
         out.push(desired(
-            "v1",
-            "Service",
+            ProvisionedKind::Service,
             &Service {
                 metadata: meta(&service_settings.labels, &service_settings.annotations),
                 spec: Some(ServiceSpec {
@@ -205,8 +209,7 @@ pub fn objects(gateway: &Key, plan: &GatewayPlan, settings: &Settings) -> Vec<De
             metrics.push(resource("memory", memory));
         }
         out.push(desired(
-            "autoscaling/v2",
-            "HorizontalPodAutoscaler",
+            ProvisionedKind::HorizontalPodAutoscaler,
             &HorizontalPodAutoscaler {
                 metadata: meta(&none, &none),
                 spec: HorizontalPodAutoscalerSpec {
@@ -226,8 +229,7 @@ pub fn objects(gateway: &Key, plan: &GatewayPlan, settings: &Settings) -> Vec<De
     }
     if let Some(budget) = &spec.pod_disruption_budget {
         out.push(desired(
-            "policy/v1",
-            "PodDisruptionBudget",
+            ProvisionedKind::PodDisruptionBudget,
             &PodDisruptionBudget {
                 metadata: meta(&none, &none),
                 spec: Some(PodDisruptionBudgetSpec {
@@ -246,10 +248,29 @@ pub fn objects(gateway: &Key, plan: &GatewayPlan, settings: &Settings) -> Vec<De
     out
 }
 
+/// The config Secret's [`Desired::hash`]: its generation and config hash.
+pub fn config_secret_hash(plan: &GatewayPlan) -> String {
+    format!("{}:{}", plan.generation, plan.config_hash)
+}
+
 /// The config Secret, with the document's generation and hash annotated so
-/// that they are read without decoding.
-pub fn config_secret(gateway: &Key, plan: &GatewayPlan, encoded: Vec<u8>) -> Desired {
-    let name = names::provisioned(&gateway.1, &plan.class);
+/// that they are read without decoding. A document the proxy would refuse
+/// is not written: a translation bug must not reach the proxy, which would
+/// refuse the whole document; the last good one stays and the error says
+/// why.
+pub fn config_secret(gateway: &ObjectKey, plan: &GatewayPlan) -> Result<Desired, Error> {
+    let document = ConfigDocument::new(plan.generation, plan.config.clone());
+    if let Err(errors) = proxy_config::validate(&document) {
+        return Err(Error::InvalidConfig {
+            gateway: gateway.to_string(),
+            errors: errors.to_string(),
+        });
+    }
+    let encoded = proxy_config::encode(&document).map_err(|err| Error::Encode {
+        gateway: gateway.to_string(),
+        message: err.to_string(),
+    })?;
+    let name = names::provisioned(&gateway.name, &plan.class);
     let annotations: BTreeMap<String, String> = [
         (
             GENERATION_ANNOTATION.to_owned(),
@@ -264,11 +285,13 @@ pub fn config_secret(gateway: &Key, plan: &GatewayPlan, encoded: Vec<u8>) -> Des
         type_: Some("Opaque".to_owned()),
         ..Secret::default()
     };
-    desired("v1", "Secret", &secret)
+    let mut desired = desired(ProvisionedKind::Secret, &secret);
+    desired.hash = config_secret_hash(plan);
+    Ok(desired)
 }
 
 fn base_meta(
-    gateway: &Key,
+    gateway: &ObjectKey,
     plan: &GatewayPlan,
     name: &str,
     extra_labels: &BTreeMap<String, String>,
@@ -276,20 +299,20 @@ fn base_meta(
 ) -> ObjectMeta {
     let mut labels = plan.parameters.labels.clone();
     labels.extend(extra_labels.clone());
-    labels.insert(GATEWAY_NAME_LABEL.to_owned(), gateway.1.clone());
+    labels.insert(GATEWAY_NAME_LABEL.to_owned(), gateway.name.clone());
     labels.insert(GATEWAY_CLASS_LABEL.to_owned(), plan.class.clone());
     labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned());
     let mut annotations = plan.parameters.annotations.clone();
     annotations.extend(extra_annotations.clone());
     ObjectMeta {
         name: Some(name.to_owned()),
-        namespace: Some(gateway.0.clone()),
+        namespace: Some(gateway.namespace.clone()),
         labels: Some(labels),
         annotations: Some(annotations),
         owner_references: Some(vec![OwnerReference {
             api_version: "gateway.networking.k8s.io/v1".to_owned(),
             kind: "Gateway".to_owned(),
-            name: gateway.1.clone(),
+            name: gateway.name.clone(),
             uid: plan.uid.clone(),
             controller: Some(true),
             block_owner_deletion: Some(true),
@@ -299,7 +322,7 @@ fn base_meta(
 }
 
 fn deployment(
-    gateway: &Key,
+    gateway: &ObjectKey,
     plan: &GatewayPlan,
     settings: &Settings,
     name: &str,
@@ -310,7 +333,7 @@ fn deployment(
     let container_settings = spec.container.clone().unwrap_or_default();
     let mut pod_labels = plan.parameters.labels.clone();
     pod_labels.extend(pod.labels.clone());
-    pod_labels.insert(GATEWAY_NAME_LABEL.to_owned(), gateway.1.clone());
+    pod_labels.insert(GATEWAY_NAME_LABEL.to_owned(), gateway.name.clone());
     pod_labels.insert(GATEWAY_CLASS_LABEL.to_owned(), plan.class.clone());
     pod_labels.extend(selector.clone());
     let mut pod_annotations = plan.parameters.annotations.clone();
@@ -519,17 +542,14 @@ fn deployment(
 }
 
 fn desired<T: Serialize + k8s_openapi::Metadata<Ty = ObjectMeta>>(
-    api_version: &'static str,
-    kind: &'static str,
+    kind: ProvisionedKind,
     object: &T,
 ) -> Desired {
-    let meta = object.metadata();
-    let name = meta.name.clone().unwrap_or_default();
-    let namespace = meta.namespace.clone().unwrap_or_default();
+    let key = ObjectKey::of(object.metadata());
     let mut body = serde_json::to_value(object).unwrap_or(serde_json::Value::Null);
     if let Some(map) = body.as_object_mut() {
-        map.insert("apiVersion".to_owned(), api_version.into());
-        map.insert("kind".to_owned(), kind.into());
+        map.insert("apiVersion".to_owned(), kind.api_version().into());
+        map.insert("kind".to_owned(), kind.name().into());
     }
     let hash = names::hash_hex(body.to_string().as_bytes())[..16].to_owned();
     if let Some(annotations) = body
@@ -547,10 +567,8 @@ fn desired<T: Serialize + k8s_openapi::Metadata<Ty = ObjectMeta>>(
         );
     }
     Desired {
-        api_version,
         kind,
-        name,
-        namespace,
+        key,
         body,
         hash,
     }

@@ -10,7 +10,14 @@ fn plan(spec: crds::ProxyConfigSpec) -> GatewayPlan {
         class: "portcullis".into(),
         uid: "uid-1".into(),
         provision: true,
-        config: proxy_config::GatewayConfig::default(),
+        config: proxy_config::GatewayConfig {
+            gateway: proxy_config::ObjectRef {
+                kind: "Gateway".into(),
+                namespace: "apps".into(),
+                name: "edge".into(),
+            },
+            ..Default::default()
+        },
         config_hash: "h".into(),
         generation: 3,
         status: Default::default(),
@@ -34,19 +41,19 @@ fn settings() -> Settings {
     }
 }
 
-fn find<'a>(objects: &'a [Desired], kind: &str) -> &'a serde_json::Value {
+fn find(objects: &[Desired], kind: ProvisionedKind) -> &serde_json::Value {
     &objects
         .iter()
         .find(|o| o.kind == kind)
-        .unwrap_or_else(|| panic!("no {kind}"))
+        .unwrap_or_else(|| panic!("no {}", kind.name()))
         .body
 }
 
 #[test]
 fn every_object_has_the_gep_1762_name_labels_and_owner() {
-    let key = ("apps".to_owned(), "edge".to_owned());
+    let key = ObjectKey::new("apps", "edge");
     let objects = objects(&key, &plan(Default::default()), &settings());
-    let kinds: Vec<&str> = objects.iter().map(|o| o.kind).collect();
+    let kinds: Vec<&str> = objects.iter().map(|o| o.kind.name()).collect();
     assert_eq!(
         kinds,
         vec![
@@ -59,7 +66,9 @@ fn every_object_has_the_gep_1762_name_labels_and_owner() {
     );
     for object in &objects {
         let meta = &object.body["metadata"];
-        assert_eq!(meta["name"], "edge-portcullis", "{}", object.kind);
+        assert_eq!(meta["name"], "edge-portcullis", "{}", object.kind.name());
+        assert_eq!(object.body["kind"], object.kind.name());
+        assert_eq!(object.body["apiVersion"], object.kind.api_version());
         assert_eq!(meta["namespace"], "apps");
         assert_eq!(
             meta["labels"]["gateway.networking.k8s.io/gateway-name"],
@@ -88,9 +97,9 @@ fn every_object_has_the_gep_1762_name_labels_and_owner() {
 
 #[test]
 fn proxy_pods_are_restricted_v2_with_the_readiness_gate() {
-    let key = ("apps".to_owned(), "edge".to_owned());
+    let key = ObjectKey::new("apps", "edge");
     let objects = objects(&key, &plan(Default::default()), &settings());
-    let deployment = find(&objects, "Deployment");
+    let deployment = find(&objects, ProvisionedKind::Deployment);
     let pod = &deployment["spec"]["template"]["spec"];
     assert_eq!(deployment["spec"]["replicas"], 1);
     assert_eq!(
@@ -121,11 +130,11 @@ fn proxy_pods_are_restricted_v2_with_the_readiness_gate() {
         false
     );
     assert_eq!(container["args"][1], "$(POD_NAMESPACE)/edge-portcullis");
-    let service = find(&objects, "Service");
+    let service = find(&objects, ProvisionedKind::Service);
     assert_eq!(service["spec"]["type"], "LoadBalancer");
     assert_eq!(service["spec"]["loadBalancerIP"], "198.19.0.99");
     assert_eq!(service["spec"]["ports"][0]["port"], 80);
-    let role = find(&objects, "Role");
+    let role = find(&objects, ProvisionedKind::Role);
     assert_eq!(
         role["rules"][0]["resourceNames"][0], "edge-portcullis",
         "the proxy reads its own Secret only"
@@ -134,7 +143,7 @@ fn proxy_pods_are_restricted_v2_with_the_readiness_gate() {
 
 #[test]
 fn autoscaling_leaves_replicas_to_the_hpa() {
-    let key = ("apps".to_owned(), "edge".to_owned());
+    let key = ObjectKey::new("apps", "edge");
     let spec = crds::ProxyConfigSpec {
         autoscaling: Some(crds::Autoscaling {
             min_replicas: Some(2),
@@ -148,20 +157,20 @@ fn autoscaling_leaves_replicas_to_the_hpa() {
         ..Default::default()
     };
     let objects = objects(&key, &plan(spec), &settings());
-    let deployment = find(&objects, "Deployment");
+    let deployment = find(&objects, ProvisionedKind::Deployment);
     assert!(deployment["spec"].get("replicas").is_none());
-    let hpa = find(&objects, "HorizontalPodAutoscaler");
+    let hpa = find(&objects, ProvisionedKind::HorizontalPodAutoscaler);
     assert_eq!(hpa["spec"]["maxReplicas"], 6);
     assert_eq!(hpa["spec"]["metrics"][0]["resource"]["name"], "cpu");
     assert_eq!(
-        find(&objects, "PodDisruptionBudget")["spec"]["minAvailable"],
+        find(&objects, ProvisionedKind::PodDisruptionBudget)["spec"]["minAvailable"],
         1
     );
 }
 
 #[test]
 fn hashes_change_with_content_only() {
-    let key = ("apps".to_owned(), "edge".to_owned());
+    let key = ObjectKey::new("apps", "edge");
     let a = objects(&key, &plan(Default::default()), &settings());
     let b = objects(&key, &plan(Default::default()), &settings());
     assert_eq!(a, b);
@@ -173,9 +182,58 @@ fn hashes_change_with_content_only() {
         }),
         &settings(),
     );
-    assert_ne!(find(&a, "Deployment"), find(&c, "Deployment"));
+    assert_ne!(
+        find(&a, ProvisionedKind::Deployment),
+        find(&c, ProvisionedKind::Deployment)
+    );
     assert_eq!(
-        a.iter().find(|o| o.kind == "Role").map(|o| &o.hash),
-        c.iter().find(|o| o.kind == "Role").map(|o| &o.hash)
+        a.iter()
+            .find(|o| o.kind == ProvisionedKind::Role)
+            .map(|o| &o.hash),
+        c.iter()
+            .find(|o| o.kind == ProvisionedKind::Role)
+            .map(|o| &o.hash)
+    );
+}
+
+#[test]
+fn the_config_secret_carries_its_generation_and_refuses_what_the_proxy_would() {
+    let key = ObjectKey::new("apps", "edge");
+    let secret = config_secret(&key, &plan(Default::default())).expect("a valid config");
+    assert_eq!(secret.kind, ProvisionedKind::Secret);
+    assert_eq!(secret.hash, "3:h");
+    let annotations = &secret.body["metadata"]["annotations"];
+    assert_eq!(annotations[GENERATION_ANNOTATION], "3");
+    assert_eq!(annotations[CONFIG_HASH_ANNOTATION], "h");
+    let meta = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        annotations: serde_json::from_value(annotations.clone()).unwrap(),
+        ..Default::default()
+    };
+    assert_eq!(
+        ProvisionedKind::Secret.live_hash(&meta).as_deref(),
+        Some(secret.hash.as_str()),
+        "what is applied reads back as applied"
+    );
+    let data = secret.body["data"][CONFIG_SECRET_KEY]
+        .as_str()
+        .expect("data");
+    assert!(!data.is_empty());
+
+    // A listener without a port is refused by the proxy: not written.
+    let mut broken = plan(Default::default());
+    broken.config.listeners.push(proxy_config::Listener {
+        name: "broken".into(),
+        port: 0,
+        protocol: proxy_config::Protocol::Http,
+        sources: Vec::new(),
+        tls: None,
+        virtual_hosts: Vec::new(),
+        tls_routes: Vec::new(),
+        stream_route: None,
+    });
+    let refused = config_secret(&key, &broken).expect_err("refused");
+    assert!(
+        matches!(&refused, Error::InvalidConfig { gateway, .. } if gateway == "apps/edge"),
+        "{refused}"
     );
 }

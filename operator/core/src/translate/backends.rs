@@ -1,36 +1,16 @@
-//! `backendRefs` to Services, their ready endpoints and BackendTLSPolicy;
-//! ReferenceGrant checks for every cross-namespace reference.
+//! `backendRefs` to Services and their ready endpoints, with the
+//! BackendTLSPolicy that applies to each.
 
 use std::net::IpAddr;
 
-use gwapi::backendtlspolicies::BackendTlsPolicy;
-use proxy_config::{Backend, BackendProtocol, BackendTls, Endpoint, LoadBalancing, ObjectRef};
+use proxy_config::{Backend, BackendProtocol, Endpoint, LoadBalancing, ObjectRef};
 
-use super::tls::{RefProblem, ca_bundle};
-use crate::conditions::reason;
-use crate::snapshot::{Key, RouteKind, Snapshot, key_of};
-
-/// Whether a ReferenceGrant in the target's namespace lets objects of
-/// `(group, kind, namespace)` refer to `(group, kind, namespace, name)`.
-pub(super) fn reference_allowed(
-    snapshot: &Snapshot,
-    from: (&str, &str, &str),
-    to: (&str, &str, &str, &str),
-) -> bool {
-    let (from_group, from_kind, from_namespace) = from;
-    let (to_group, to_kind, to_namespace, to_name) = to;
-    snapshot.reference_grants.iter().any(|grant| {
-        grant.metadata.namespace.as_deref() == Some(to_namespace)
-            && grant.spec.from.iter().any(|f| {
-                f.group == from_group && f.kind == from_kind && f.namespace == from_namespace
-            })
-            && grant.spec.to.iter().any(|t| {
-                t.group == to_group
-                    && t.kind == to_kind
-                    && t.name.as_deref().is_none_or(|name| name == to_name)
-            })
-    })
-}
+use super::backend_tls::{backend_tls_policies, policy_tls};
+use super::references::reference_allowed;
+use crate::conditions::{Problem, reason};
+use crate::keys::{ObjectKey, RouteKind};
+use crate::names::GATEWAY_GROUP;
+use crate::snapshot::Snapshot;
 
 /// What the backend is used for, which decides the protocol spoken to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,22 +49,22 @@ pub(super) struct Resolved {
     pub backend: Backend,
     pub ca_bundles: Vec<(String, String)>,
     /// The BackendTLSPolicy applied, for its status.
-    pub policy: Option<Key>,
+    pub policy: Option<ObjectKey>,
     /// Policies that lost to it (same target), for their status.
-    pub conflicted: Vec<Key>,
+    pub conflicted: Vec<ObjectKey>,
 }
 
 /// A failed resolution: the route's `ResolvedRefs` reason and message, and
 /// a policy that was at fault, if any.
 #[derive(Debug, Clone)]
 pub(super) struct Unresolved {
-    pub problem: RefProblem,
-    pub policy: Option<Key>,
-    pub conflicted: Vec<Key>,
+    pub problem: Problem,
+    pub policy: Option<ObjectKey>,
+    pub conflicted: Vec<ObjectKey>,
 }
 
-impl From<RefProblem> for Unresolved {
-    fn from(problem: RefProblem) -> Self {
+impl From<Problem> for Unresolved {
+    fn from(problem: Problem) -> Self {
         Unresolved {
             problem,
             policy: None,
@@ -104,7 +84,7 @@ pub(super) fn resolve(
     let kind = reference.kind.unwrap_or("Service");
     let name = reference.name;
     if !group.is_empty() || kind != "Service" {
-        return Err(RefProblem {
+        return Err(Problem {
             reason: reason::INVALID_KIND,
             message: format!(
                 "backendRef {name} is a {group}/{kind}; only core Services are supported."
@@ -116,11 +96,11 @@ pub(super) fn resolve(
     if namespace != route_namespace
         && !reference_allowed(
             snapshot,
-            (crate::GATEWAY_GROUP, route_kind.name(), route_namespace),
+            (GATEWAY_GROUP, route_kind.name(), route_namespace),
             ("", "Service", namespace, name),
         )
     {
-        return Err(RefProblem {
+        return Err(Problem {
             reason: reason::REF_NOT_PERMITTED,
             message: format!(
                 "Service {namespace}/{name} is in another namespace and no ReferenceGrant there allows {}s from {route_namespace} to use it.",
@@ -129,16 +109,16 @@ pub(super) fn resolve(
         }
         .into());
     }
-    let key = (namespace.to_owned(), name.to_owned());
+    let key = ObjectKey::new(namespace, name);
     let Some(service) = snapshot.services.get(&key) else {
-        return Err(RefProblem {
+        return Err(Problem {
             reason: reason::BACKEND_NOT_FOUND,
             message: format!("Service {namespace}/{name} does not exist."),
         }
         .into());
     };
     let Some(port_number) = reference.port else {
-        return Err(RefProblem {
+        return Err(Problem {
             reason: reason::UNSUPPORTED_VALUE,
             message: format!("backendRef to Service {namespace}/{name} needs a port."),
         }
@@ -146,7 +126,7 @@ pub(super) fn resolve(
     };
     let spec = service.spec.clone().unwrap_or_default();
     if spec.type_.as_deref() == Some("ExternalName") {
-        return Err(RefProblem {
+        return Err(Problem {
             reason: reason::UNSUPPORTED_VALUE,
             message: format!("Service {namespace}/{name} is of type ExternalName, which is not supported as a backend."),
         }
@@ -154,7 +134,7 @@ pub(super) fn resolve(
     }
     let ports = spec.ports.unwrap_or_default();
     let Some(service_port) = ports.iter().find(|p| p.port == port_number) else {
-        return Err(RefProblem {
+        return Err(Problem {
             reason: reason::BACKEND_NOT_FOUND,
             message: format!("Service {namespace}/{name} has no port {port_number}."),
         }
@@ -163,7 +143,7 @@ pub(super) fn resolve(
     let wants_udp = usage == BackendUse::Udp;
     let is_udp = service_port.protocol.as_deref() == Some("UDP");
     if wants_udp != is_udp {
-        return Err(RefProblem {
+        return Err(Problem {
             reason: reason::UNSUPPORTED_PROTOCOL_ROUTE,
             message: format!(
                 "port {port_number} of Service {namespace}/{name} is {}, the route needs {}.",
@@ -185,7 +165,7 @@ pub(super) fn resolve(
                 | "http1" | "kubernetes.io/http",
             ) => BackendProtocol::Http1,
             Some(other) => {
-                return Err(RefProblem {
+                return Err(Problem {
                     reason: reason::UNSUPPORTED_PROTOCOL_ROUTE,
                     message: format!(
                         "port {port_number} of Service {namespace}/{name} has appProtocol {other:?}, which the gateway cannot speak."
@@ -225,11 +205,25 @@ pub(super) fn resolve(
             backend_tls_policies(snapshot, namespace, name, service_port.name.as_deref());
         if !policies.is_empty() {
             let winner = policies.remove(0);
-            let conflicted: Vec<Key> = policies.iter().map(|p| key_of(&p.metadata)).collect();
+            let conflicted: Vec<ObjectKey> = policies
+                .iter()
+                .map(|p| ObjectKey::of(&p.metadata))
+                .collect();
             resolved.conflicted.clone_from(&conflicted);
-            if let Err(mut unresolved) = apply_policy(snapshot, winner, &mut resolved) {
-                unresolved.conflicted = conflicted;
-                return Err(unresolved);
+            match policy_tls(snapshot, winner) {
+                Ok(applied) => {
+                    resolved.backend.tls = Some(applied.tls);
+                    resolved.key = format!("{}+tls:{}", resolved.key, applied.policy);
+                    resolved.ca_bundles = applied.ca_bundles;
+                    resolved.policy = Some(applied.policy);
+                }
+                Err((policy, problem)) => {
+                    return Err(Unresolved {
+                        problem,
+                        policy: Some(policy),
+                        conflicted,
+                    });
+                }
             }
         }
     }
@@ -240,7 +234,7 @@ pub(super) fn resolve(
 /// order.
 fn ready_endpoints(
     snapshot: &Snapshot,
-    service: &Key,
+    service: &ObjectKey,
     port_name: Option<&str>,
     port_number: i32,
     target_port: Option<&k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>,
@@ -281,126 +275,4 @@ fn ready_endpoints(
     endpoints.sort_by_key(|e| (e.address, e.port));
     endpoints.dedup();
     endpoints
-}
-
-/// The policies that target a Service port, winner first: one naming the
-/// port (`sectionName`) beats one naming the whole Service; among equals the
-/// oldest wins, then the first by name, as the spec's conflict rule says.
-/// The others in the winner's class are conflicted; a whole-Service policy
-/// that a port-specific one overrides is simply not used there.
-fn backend_tls_policies<'a>(
-    snapshot: &'a Snapshot,
-    namespace: &str,
-    service: &str,
-    port_name: Option<&str>,
-) -> Vec<&'a BackendTlsPolicy> {
-    let targets = |policy: &BackendTlsPolicy, with_section: bool| {
-        policy.spec.target_refs.iter().any(|target| {
-            target.group.is_empty()
-                && target.kind == "Service"
-                && target.name == service
-                && match (&target.section_name, with_section) {
-                    (Some(section), true) => Some(section.as_str()) == port_name,
-                    (None, false) => true,
-                    _ => false,
-                }
-        })
-    };
-    let in_namespace =
-        |policy: &&BackendTlsPolicy| policy.metadata.namespace.as_deref() == Some(namespace);
-    let mut specific: Vec<&BackendTlsPolicy> = snapshot
-        .backend_tls_policies
-        .iter()
-        .filter(in_namespace)
-        .filter(|p| targets(p, true))
-        .collect();
-    let mut general: Vec<&BackendTlsPolicy> = snapshot
-        .backend_tls_policies
-        .iter()
-        .filter(in_namespace)
-        .filter(|p| targets(p, false))
-        .collect();
-    let order = |a: &&BackendTlsPolicy, b: &&BackendTlsPolicy| {
-        (
-            a.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            &a.metadata.name,
-        )
-            .cmp(&(
-                b.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                &b.metadata.name,
-            ))
-    };
-    specific.sort_by(order);
-    general.sort_by(order);
-    if specific.is_empty() {
-        general
-    } else {
-        specific
-    }
-}
-
-fn apply_policy(
-    snapshot: &Snapshot,
-    policy: &BackendTlsPolicy,
-    resolved: &mut Resolved,
-) -> Result<(), Unresolved> {
-    let namespace = policy.metadata.namespace.clone().unwrap_or_default();
-    let key = (
-        namespace.clone(),
-        policy.metadata.name.clone().unwrap_or_default(),
-    );
-    let validation = &policy.spec.validation;
-    let mut bundles = Vec::new();
-    for reference in validation.ca_certificate_refs.iter().flatten() {
-        match ca_bundle(
-            snapshot,
-            (crate::GATEWAY_GROUP, "BackendTLSPolicy", &namespace),
-            &reference.group,
-            &reference.kind,
-            &reference.name,
-            None,
-        ) {
-            Ok(bundle) => bundles.push(bundle),
-            Err(mut problem) => {
-                // Policies name this reason InvalidKind; listeners use the longer one.
-                if problem.reason == reason::INVALID_CA_CERTIFICATE_KIND {
-                    problem.reason = reason::INVALID_KIND;
-                }
-                return Err(Unresolved {
-                    problem,
-                    policy: Some(key),
-                    conflicted: Vec::new(),
-                });
-            }
-        }
-    }
-    if bundles.is_empty() && validation.well_known_ca_certificates.as_deref() != Some("System") {
-        return Err(Unresolved {
-            problem: RefProblem {
-                reason: reason::NO_VALID_CA_CERTIFICATE,
-                message: format!(
-                    "BackendTLSPolicy {}/{} names no CA certificate and not the System trust store.",
-                    key.0, key.1
-                ),
-            },
-            policy: Some(key),
-            conflicted: Vec::new(),
-        });
-    }
-    let subject_alt_names = validation
-        .subject_alt_names
-        .iter()
-        .flatten()
-        .filter_map(|san| san.hostname.clone().or_else(|| san.uri.clone()))
-        .collect();
-    resolved.backend.tls = Some(BackendTls {
-        server_name: validation.hostname.clone(),
-        ca_bundles: bundles.iter().map(|(name, _)| name.clone()).collect(),
-        subject_alt_names,
-        client_certificate: None,
-    });
-    resolved.key = format!("{}+tls:{}/{}", resolved.key, key.0, key.1);
-    resolved.ca_bundles = bundles;
-    resolved.policy = Some(key);
-    Ok(())
 }

@@ -7,16 +7,11 @@ use std::collections::BTreeMap;
 
 use proxy_config::Certificate;
 
-use super::backends::reference_allowed;
+use super::references::{self, reference_allowed};
+use crate::conditions::{Problem, reason};
+use crate::keys::ObjectKey;
+use crate::names::GATEWAY_GROUP;
 use crate::snapshot::Snapshot;
-
-/// Why a certificate reference does not resolve: the spec's reason and a
-/// sentence for the user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct RefProblem {
-    pub reason: &'static str,
-    pub message: String,
-}
 
 /// A `tls.certificateRefs` entry resolved to PEM.
 pub(super) fn server_certificate(
@@ -26,12 +21,11 @@ pub(super) fn server_certificate(
     kind: Option<&str>,
     name: &str,
     namespace: Option<&str>,
-) -> Result<(String, Certificate), RefProblem> {
-    use crate::conditions::reason;
+) -> Result<(String, Certificate), Problem> {
     let group = group.unwrap_or("");
     let kind = kind.unwrap_or("Secret");
     if !group.is_empty() || kind != "Secret" {
-        return Err(RefProblem {
+        return Err(Problem {
             reason: reason::INVALID_CERTIFICATE_REF,
             message: format!(
                 "certificateRefs may name core Secrets only, not {group}/{kind} {name}."
@@ -42,22 +36,19 @@ pub(super) fn server_certificate(
     if namespace != gateway_namespace
         && !reference_allowed(
             snapshot,
-            (crate::GATEWAY_GROUP, "Gateway", gateway_namespace),
+            (GATEWAY_GROUP, "Gateway", gateway_namespace),
             ("", "Secret", namespace, name),
         )
     {
-        return Err(RefProblem {
+        return Err(Problem {
             reason: reason::REF_NOT_PERMITTED,
             message: format!(
                 "Secret {namespace}/{name} is in another namespace and no ReferenceGrant there allows this Gateway to use it."
             ),
         });
     }
-    let Some(secret) = snapshot
-        .secrets
-        .get(&(namespace.to_owned(), name.to_owned()))
-    else {
-        return Err(RefProblem {
+    let Some(secret) = snapshot.secrets.get(&ObjectKey::new(namespace, name)) else {
+        return Err(Problem {
             reason: reason::INVALID_CERTIFICATE_REF,
             message: format!("Secret {namespace}/{name} does not exist."),
         });
@@ -68,19 +59,19 @@ pub(super) fn server_certificate(
             .and_then(|bytes| String::from_utf8(bytes.0.clone()).ok())
     };
     let (Some(chain), Some(key)) = (text("tls.crt"), text("tls.key")) else {
-        return Err(RefProblem {
+        return Err(Problem {
             reason: reason::INVALID_CERTIFICATE_REF,
             message: format!("Secret {namespace}/{name} lacks tls.crt or tls.key."),
         });
     };
     if let Err(problem) = check_pem(&chain, &["CERTIFICATE"]) {
-        return Err(RefProblem {
+        return Err(Problem {
             reason: reason::INVALID_CERTIFICATE_REF,
             message: format!("Secret {namespace}/{name}: tls.crt {problem}."),
         });
     }
     if let Err(problem) = check_pem(&key, &["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"]) {
-        return Err(RefProblem {
+        return Err(Problem {
             reason: reason::INVALID_CERTIFICATE_REF,
             message: format!("Secret {namespace}/{name}: tls.key {problem}."),
         });
@@ -97,17 +88,16 @@ pub(super) fn server_certificate(
 /// A CA bundle from a ConfigMap (`ca.crt`) or Secret (`ca.crt`).
 pub(super) fn ca_bundle(
     snapshot: &Snapshot,
-    from: (&str, &str, &str),
+    from: references::Referrer<'_>,
     group: &str,
     kind: &str,
     name: &str,
     namespace: Option<&str>,
-) -> Result<(String, String), RefProblem> {
-    use crate::conditions::reason;
+) -> Result<(String, String), Problem> {
     let from_namespace = from.2;
     let namespace = namespace.unwrap_or(from_namespace);
     if !group.is_empty() || !matches!(kind, "ConfigMap" | "Secret") {
-        return Err(RefProblem {
+        return Err(Problem {
             reason: reason::INVALID_CA_CERTIFICATE_KIND,
             message: format!(
                 "CA certificates come from ConfigMaps or Secrets, not {group}/{kind} {name}."
@@ -117,14 +107,14 @@ pub(super) fn ca_bundle(
     if namespace != from_namespace
         && !reference_allowed(snapshot, from, ("", kind, namespace, name))
     {
-        return Err(RefProblem {
+        return Err(Problem {
             reason: reason::REF_NOT_PERMITTED,
             message: format!(
                 "{kind} {namespace}/{name} is in another namespace and no ReferenceGrant there allows its use."
             ),
         });
     }
-    let key = (namespace.to_owned(), name.to_owned());
+    let key = ObjectKey::new(namespace, name);
     let pem = if kind == "ConfigMap" {
         snapshot
             .config_maps
@@ -140,13 +130,13 @@ pub(super) fn ca_bundle(
             .and_then(|bytes| String::from_utf8(bytes.0.clone()).ok())
     };
     let Some(pem) = pem else {
-        return Err(RefProblem {
+        return Err(Problem {
             reason: reason::INVALID_CA_CERTIFICATE_REF,
             message: format!("{kind} {namespace}/{name} does not exist or has no ca.crt key."),
         });
     };
     if let Err(problem) = check_pem(&pem, &["CERTIFICATE"]) {
-        return Err(RefProblem {
+        return Err(Problem {
             reason: reason::INVALID_CA_CERTIFICATE_REF,
             message: format!("{kind} {namespace}/{name}: ca.crt {problem}."),
         });

@@ -7,8 +7,9 @@ use crds::ProxyConfigSpec;
 use gwapi::gatewayclasses::{GatewayClassStatus, GatewayClassStatusSupportedFeatures};
 
 use super::features;
-use crate::CONTROLLER_NAME;
-use crate::conditions::{condition, reason};
+use super::parameters::class_parameters;
+use crate::conditions::{Problem, check, condition, reason};
+use crate::names::CONTROLLER_NAME;
 use crate::snapshot::Snapshot;
 
 /// A class of ours, as Gateways see it.
@@ -46,26 +47,19 @@ pub(super) fn translate(snapshot: &Snapshot) -> BTreeMap<String, ClassState> {
             continue;
         };
         let generation = class.metadata.generation;
-        let (refusal, parameters) = match resolve_parameters(snapshot, class) {
+        let (refusal, parameters) = match class_parameters(snapshot, class) {
             Ok(parameters) => (None, parameters),
             Err(message) => (Some(message), None),
         };
-        let accepted = match &refusal {
-            None => condition(
-                reason::ACCEPTED,
-                true,
-                reason::ACCEPTED,
-                "The class is served by the Portcullis operator.",
-                generation,
-            ),
-            Some(message) => condition(
-                reason::ACCEPTED,
-                false,
-                reason::INVALID_PARAMETERS,
-                message.clone(),
-                generation,
-            ),
-        };
+        let problem = refusal
+            .as_ref()
+            .map(|message| Problem::new(reason::INVALID_PARAMETERS, message.clone()));
+        let accepted = check(
+            reason::ACCEPTED,
+            problem.as_ref().map_or(Ok(()), Err),
+            "The class is served by the Portcullis operator.",
+            generation,
+        );
         let version = snapshot.served.bundle_version.clone();
         let supported_version = match version.as_deref() {
             Some(version) if supported_bundle_version(version) => condition(
@@ -113,37 +107,4 @@ pub(super) fn translate(snapshot: &Snapshot) -> BTreeMap<String, ClassState> {
         );
     }
     classes
-}
-
-fn resolve_parameters(
-    snapshot: &Snapshot,
-    class: &gwapi::gatewayclasses::GatewayClass,
-) -> Result<Option<ProxyConfigSpec>, String> {
-    let Some(reference) = &class.spec.parameters_ref else {
-        return Ok(None);
-    };
-    if reference.group != crds::GROUP || reference.kind != "ProxyConfig" {
-        return Err(format!(
-            "spec.parametersRef must name a ProxyConfig of group {}, not {} of group {:?}.",
-            crds::GROUP,
-            reference.kind,
-            reference.group
-        ));
-    }
-    let Some(namespace) = &reference.namespace else {
-        return Err(
-            "spec.parametersRef.namespace is required: ProxyConfig is a namespaced kind."
-                .to_owned(),
-        );
-    };
-    match snapshot
-        .proxy_configs
-        .get(&(namespace.clone(), reference.name.clone()))
-    {
-        Some(config) => Ok(Some(config.spec.clone())),
-        None => Err(format!(
-            "spec.parametersRef: ProxyConfig {namespace}/{} does not exist.",
-            reference.name
-        )),
-    }
 }

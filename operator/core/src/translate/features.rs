@@ -2,7 +2,8 @@
 //! does, so that the conformance suite (and users) can rely on it. Kinds
 //! the cluster does not serve are left out with their features.
 
-use crate::snapshot::{RouteKind, ServedKinds};
+use crate::keys::RouteKind;
+use crate::snapshot::ServedKinds;
 
 const GATEWAY: &[&str] = &[
     "Gateway",

@@ -10,9 +10,11 @@ use gwapi::gateways::{
 };
 use proxy_config::{ClientValidation, GatewayConfig, TlsMode};
 
-use super::tls::{RefProblem, ca_bundle, server_certificate};
-use crate::conditions::reason;
-use crate::snapshot::{RouteKind, Snapshot};
+use super::certificates::{ca_bundle, server_certificate};
+use crate::conditions::{Problem, reason};
+use crate::keys::RouteKind;
+use crate::names::GATEWAY_GROUP;
+use crate::snapshot::Snapshot;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ListenerProtocol {
@@ -82,9 +84,9 @@ pub(super) struct ListenerState {
     /// Keys into the config's certificates.
     pub certificates: Vec<String>,
     pub client_validation: Option<ClientValidation>,
-    pub accepted: Result<(), RefProblem>,
-    pub resolved: Result<(), RefProblem>,
-    pub conflict: Option<RefProblem>,
+    pub accepted: Result<(), Problem>,
+    pub resolved: Result<(), Problem>,
+    pub conflict: Option<Problem>,
     pub attached: i32,
 }
 
@@ -179,7 +181,7 @@ fn listener_state(
         attached: 0,
     };
     let Some(protocol) = protocol else {
-        state.accepted = Err(RefProblem {
+        state.accepted = Err(Problem {
             reason: reason::UNSUPPORTED_PROTOCOL,
             message: format!(
                 "Protocol {:?} is not supported; use HTTP, HTTPS, TLS, TCP or UDP.",
@@ -189,8 +191,8 @@ fn listener_state(
         return state;
     };
     if state.port == 0 {
-        state.accepted = Err(RefProblem {
-            reason: "PortUnavailable",
+        state.accepted = Err(Problem {
+            reason: reason::PORT_UNAVAILABLE,
             message: format!("Port {} is not a valid port.", listener.port),
         });
         return state;
@@ -198,7 +200,7 @@ fn listener_state(
     if protocol == ListenerProtocol::Https
         && tls.and_then(|t| t.mode.as_ref()) == Some(&GatewayListenersTlsMode::Passthrough)
     {
-        state.accepted = Err(RefProblem {
+        state.accepted = Err(Problem {
             reason: reason::UNSUPPORTED_PROTOCOL,
             message: "An HTTPS listener terminates TLS; use protocol TLS for Passthrough."
                 .to_owned(),
@@ -218,8 +220,7 @@ fn listener_state(
         Some(kinds) => {
             let mut invalid = Vec::new();
             for kind in kinds {
-                let group_ok =
-                    kind.group.as_deref().unwrap_or(crate::GATEWAY_GROUP) == crate::GATEWAY_GROUP;
+                let group_ok = kind.group.as_deref().unwrap_or(GATEWAY_GROUP) == GATEWAY_GROUP;
                 match RouteKind::from_name(&kind.kind) {
                     Some(route_kind) if group_ok && possible.contains(&route_kind) => {
                         if !state.kinds.contains(&route_kind) {
@@ -235,7 +236,7 @@ fn listener_state(
                 }
             }
             if !invalid.is_empty() {
-                state.resolved = Err(RefProblem {
+                state.resolved = Err(Problem {
                     reason: reason::INVALID_ROUTE_KINDS,
                     message: format!(
                         "Route kinds {} are not supported on a {} listener.",
@@ -271,7 +272,7 @@ fn listener_state(
             .and_then(|t| t.certificate_refs.clone())
             .unwrap_or_default();
         if refs.is_empty() && state.resolved.is_ok() {
-            state.resolved = Err(RefProblem {
+            state.resolved = Err(Problem {
                 reason: reason::INVALID_CERTIFICATE_REF,
                 message: "A terminating listener needs at least one certificateRef.".to_owned(),
             });
@@ -308,7 +309,7 @@ fn listener_state(
             Err(problem) => {
                 // No usable CA: the listener cannot check clients, so it is
                 // not accepted at all rather than served without checking.
-                state.accepted = Err(RefProblem {
+                state.accepted = Err(Problem {
                     reason: reason::NO_VALID_CA_CERTIFICATE,
                     message: format!(
                         "No CA certificate for client validation resolves: {}",
@@ -336,7 +337,7 @@ fn client_validation(
     namespace: &str,
     port: u16,
     config: &mut GatewayConfig,
-) -> Result<(Option<ClientValidation>, Option<RefProblem>), RefProblem> {
+) -> Result<(Option<ClientValidation>, Option<Problem>), Problem> {
     let Some(frontend) = gateway.spec.tls.as_ref().and_then(|t| t.frontend.as_ref()) else {
         return Ok((None, None));
     };
@@ -378,7 +379,7 @@ fn client_validation(
     for (group, kind, name, ref_namespace) in refs {
         match ca_bundle(
             snapshot,
-            (crate::GATEWAY_GROUP, "Gateway", namespace),
+            (GATEWAY_GROUP, "Gateway", namespace),
             &group,
             &kind,
             &name,
@@ -394,7 +395,7 @@ fn client_validation(
         }
     }
     if bundles.is_empty() {
-        return Err(first_problem.unwrap_or(RefProblem {
+        return Err(first_problem.unwrap_or(Problem {
             reason: reason::NO_VALID_CA_CERTIFICATE,
             message: "Client certificate validation names no CA certificate.".to_owned(),
         }));
@@ -425,7 +426,7 @@ fn mark_conflicts(states: &mut [ListenerState]) {
             indices.iter().filter_map(|&i| states[i].protocol).collect();
         if !ListenerProtocol::can_share(&protocols) {
             for &i in indices {
-                states[i].conflict = Some(RefProblem {
+                states[i].conflict = Some(Problem {
                     reason: reason::PROTOCOL_CONFLICT,
                     message: format!(
                         "Another listener uses port {} with an incompatible protocol.",
@@ -442,7 +443,7 @@ fn mark_conflicts(states: &mut [ListenerState]) {
                     && states[j].hostname.clone().unwrap_or_default() == hostname
             });
             if clash {
-                states[i].conflict = Some(RefProblem {
+                states[i].conflict = Some(Problem {
                     reason: reason::HOSTNAME_CONFLICT,
                     message: format!(
                         "Another listener on port {} uses the same hostname {:?}.",

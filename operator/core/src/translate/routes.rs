@@ -9,9 +9,10 @@ use gwapi::httproutes::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde::{Deserialize, Serialize};
 
-use super::reshape;
-use crate::GATEWAY_GROUP;
-use crate::snapshot::{RouteKind, Snapshot};
+use crate::convert::reshape;
+use crate::keys::{ObjectKey, RouteKey, RouteKind};
+use crate::names::GATEWAY_GROUP;
+use crate::snapshot::Snapshot;
 
 /// A route's reference to its parent, the same for every kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -73,6 +74,25 @@ pub(super) struct RouteView {
 }
 
 impl RouteView {
+    /// The route's key in statuses.
+    pub fn key(&self) -> RouteKey {
+        RouteKey {
+            kind: self.kind,
+            key: ObjectKey::new(self.namespace.clone(), self.name.clone()),
+        }
+    }
+
+    /// The Gateway a parentRef names: its namespace defaults to the route's.
+    pub fn parent_key(&self, parent: &ParentRef) -> ObjectKey {
+        ObjectKey::new(
+            parent
+                .namespace
+                .clone()
+                .unwrap_or_else(|| self.namespace.clone()),
+            parent.name.clone(),
+        )
+    }
+
     fn new(kind: RouteKind, meta: &ObjectMeta) -> RouteView {
         RouteView {
             kind,

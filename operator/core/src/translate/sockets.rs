@@ -6,25 +6,25 @@ use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
 use proxy_config::{
-    GatewayConfig, HttpMatch, Listener, ListenerTls, OrderedMatch, PathMatch, Protocol,
-    ServerCertificate, StreamRoute, TlsMode, TlsRoute, VirtualHost, WildcardDepth,
+    HttpMatch, Listener, ListenerTls, OrderedMatch, PathMatch, Protocol, ServerCertificate,
+    StreamRoute, TlsMode, TlsRoute, VirtualHost, WildcardDepth,
 };
 
-use super::ServicePort;
-use super::gateways::Attachment;
+use super::attachment::Attachment;
+use super::compiled::CompiledRoute;
 use super::listeners::{ListenerProtocol, ListenerState};
+use super::output::ServicePort;
 use super::routes::RouteView;
-use super::rules::CompiledRoute;
-use crate::snapshot::RouteKind;
+use crate::keys::RouteKind;
 
+/// The proxy listeners of a Gateway, one per bound socket, and the ports
+/// its Service exposes.
 pub(super) fn sockets(
     listeners: &[ListenerState],
     attachments: &[Attachment],
     routes: &[RouteView],
     compiled: &[CompiledRoute],
-    config: &mut GatewayConfig,
 ) -> (Vec<Listener>, Vec<ServicePort>) {
-    let _ = &config;
     let mut by_socket: BTreeMap<(u16, bool), Vec<usize>> = BTreeMap::new();
     for (index, listener) in listeners.iter().enumerate() {
         if let (true, Some(protocol)) = (listener.programmable(), listener.protocol) {

@@ -11,9 +11,9 @@ use kube::CustomResourceExt;
 use operator::rbac::Scope;
 use serde_json::{Value, json};
 
+use crate::file::{Error, File};
 use crate::model::{self, CHANNEL, NAME, NAMESPACE, PACKAGE, REPOSITORY, VERSION};
 use crate::render::{header, json as to_json, yaml};
-use crate::{Error, File};
 
 pub const CSV_PATH: &str = "bundle/manifests/portcullis.clusterserviceversion.yaml";
 pub const CRD_PATH: &str = "bundle/manifests/gateway.portcullis.io_proxyconfigs.yaml";
@@ -134,11 +134,11 @@ pub fn crd_description() -> Value {
 /// discovered at run time.
 pub fn native_apis() -> Value {
     json!([
-        {"group": operator::GATEWAY_GROUP, "version": "v1", "kind": "GatewayClass"},
-        {"group": operator::GATEWAY_GROUP, "version": "v1", "kind": "Gateway"},
-        {"group": operator::GATEWAY_GROUP, "version": "v1", "kind": "HTTPRoute"},
-        {"group": operator::GATEWAY_GROUP, "version": "v1", "kind": "GRPCRoute"},
-        {"group": operator::GATEWAY_GROUP, "version": "v1beta1", "kind": "ReferenceGrant"},
+        {"group": operator_core::names::GATEWAY_GROUP, "version": "v1", "kind": "GatewayClass"},
+        {"group": operator_core::names::GATEWAY_GROUP, "version": "v1", "kind": "Gateway"},
+        {"group": operator_core::names::GATEWAY_GROUP, "version": "v1", "kind": "HTTPRoute"},
+        {"group": operator_core::names::GATEWAY_GROUP, "version": "v1", "kind": "GRPCRoute"},
+        {"group": operator_core::names::GATEWAY_GROUP, "version": "v1beta1", "kind": "ReferenceGrant"},
     ])
 }
 

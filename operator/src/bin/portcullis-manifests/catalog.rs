@@ -5,9 +5,9 @@
 use serde_json::{Value, json};
 
 use crate::bundle;
+use crate::file::{Error, File};
 use crate::model::{self, CHANNEL, NAMESPACE, PACKAGE, REPOSITORY, VERSION};
 use crate::render::{documents, header, yaml};
-use crate::{Error, File};
 
 pub const INDEX_PATH: &str = "olm/catalog/portcullis/index.yaml";
 pub const DOCKERFILE_PATH: &str = "olm/catalog.Dockerfile";

@@ -10,9 +10,9 @@ use k8s_openapi::api::rbac::v1::{
 use kube::CustomResourceExt;
 use operator::rbac::Scope;
 
+use crate::file::{Error, File};
 use crate::model::{self, LEADER_ELECTION, NAME, NAMESPACE, meta};
 use crate::render::{documents, header, yaml};
-use crate::{Error, File};
 
 pub const PATH: &str = "deploy/portcullis.yaml";
 

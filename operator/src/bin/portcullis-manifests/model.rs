@@ -220,7 +220,7 @@ pub fn gateway_class() -> serde_json::Value {
         "kind": "GatewayClass",
         "metadata": {"name": GATEWAY_CLASS, "labels": labels()},
         "spec": {
-            "controllerName": operator::CONTROLLER_NAME,
+            "controllerName": operator_core::names::CONTROLLER_NAME,
             "description": "Portcullis gateways, one proxy Deployment per Gateway.",
         },
     })

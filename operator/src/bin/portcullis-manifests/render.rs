@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::Error;
+use crate::file::Error;
 
 /// The first lines of every generated YAML file.
 pub fn header(what: &str) -> String {

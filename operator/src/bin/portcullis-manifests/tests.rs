@@ -59,7 +59,7 @@ fn the_bundle_holds_the_csv_and_our_crd_only() {
             let group = document["spec"]["group"].as_str().unwrap_or_default();
             assert_ne!(
                 group,
-                operator::GATEWAY_GROUP,
+                operator_core::names::GATEWAY_GROUP,
                 "{path} bundles a Gateway API CRD"
             );
         }
@@ -96,7 +96,7 @@ fn the_csv_installs_in_all_namespaces_and_requires_no_gateway_api_crd() {
         .expect("nativeAPIs")
         .iter()
         .map(|g| {
-            assert_eq!(g["group"], operator::GATEWAY_GROUP);
+            assert_eq!(g["group"], operator_core::names::GATEWAY_GROUP);
             g["kind"].as_str().expect("kind")
         })
         .collect();
@@ -219,7 +219,10 @@ fn deploy_installs_the_default_gateway_class_and_no_gateway_api_crd() {
     );
     let class = manifest.last().expect("GatewayClass");
     assert_eq!(class["metadata"]["name"], "portcullis");
-    assert_eq!(class["spec"]["controllerName"], operator::CONTROLLER_NAME);
+    assert_eq!(
+        class["spec"]["controllerName"],
+        operator_core::names::CONTROLLER_NAME
+    );
     for crd in manifest
         .iter()
         .filter(|d| d["kind"] == "CustomResourceDefinition")
