@@ -25,6 +25,21 @@ pub fn kubeconfig_path() -> PathBuf {
     root().join(".cache/kubeconfig")
 }
 
+/// Who may use the cluster at a time: scenarios share it, except those
+/// that change what every other one relies on.
+static CLUSTER_USE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// Holds the cluster for a scenario that shares it with others (most do).
+pub async fn shared() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    CLUSTER_USE.read().await
+}
+
+/// Holds the cluster alone, once every running scenario let it go: for a
+/// scenario that swaps the Gateway API CRDs or stops the operator.
+pub async fn exclusive() -> tokio::sync::RwLockWriteGuard<'static, ()> {
+    CLUSTER_USE.write().await
+}
+
 /// Starts the local cluster once for this test binary (a running one is
 /// reused), with `node_agent` as the node agent binary. Panics with the
 /// script's output when it cannot start: every e2e test needs it.
@@ -80,10 +95,13 @@ pub fn kubectl(args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// A namespace of the test's own, deleted by [`TestNamespace::delete`].
+/// A namespace of the test's own, deleted by [`TestNamespace::delete`], or
+/// when dropped (a failed assertion included), so that no test leaves its
+/// objects behind.
 pub struct TestNamespace {
     pub name: String,
     client: Client,
+    deleted: bool,
 }
 
 impl std::fmt::Debug for TestNamespace {
@@ -122,14 +140,24 @@ impl TestNamespace {
         TestNamespace {
             name,
             client: client.clone(),
+            deleted: false,
         }
     }
 
-    pub async fn delete(self) {
+    pub async fn delete(mut self) {
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
         let _ = namespaces
             .delete(&self.name, &DeleteParams::default())
             .await;
+        self.deleted = true;
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        if !self.deleted {
+            let _ = kubectl(&["delete", "namespace", &self.name, "--wait=false"]);
+        }
     }
 }
 

@@ -37,18 +37,34 @@ pub fn ensure_operator() {
 pub fn restart_operator(hard: bool) {
     let mut slot = OPERATOR.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(old) = slot.take() {
-        let signal = if hard { "-KILL" } else { "-TERM" };
-        let _ = Command::new("kill")
-            .args([signal, &old.pid.to_string()])
-            .status();
-        for _ in 0..50 {
-            if !std::path::Path::new(&format!("/proc/{}", old.pid)).exists() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        stop(&old, hard);
     }
     *slot = Some(spawn("operator-restarted"));
+}
+
+/// Stops the operator this binary runs, if any, so that another one (the
+/// install scenario's, in a Pod) can hold the Lease; the next
+/// [`ensure_operator`] starts it again.
+pub fn stop_operator() {
+    let mut slot = OPERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(old) = slot.take() {
+        stop(&old, false);
+    }
+}
+
+/// SIGKILL when `hard`, else SIGTERM (the operator gives its Lease up);
+/// then waits for the process to be gone.
+fn stop(operator: &Operator, hard: bool) {
+    let signal = if hard { "-KILL" } else { "-TERM" };
+    let _ = Command::new("kill")
+        .args([signal, &operator.pid.to_string()])
+        .status();
+    for _ in 0..50 {
+        if !std::path::Path::new(&format!("/proc/{}", operator.pid)).exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// The operator's log so far, for assertions and failure messages.

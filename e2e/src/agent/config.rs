@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::AgentError;
+use super::error::AgentError;
 
 /// One image → binary mapping. `image` matches the reference up to its tag
 /// or digest (`registry.k8s.io/gateway-api/echo-basic` matches every tag).

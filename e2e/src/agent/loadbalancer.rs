@@ -20,8 +20,8 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use super::Agent;
 use super::network::run as command;
+use super::state::Agent;
 
 const MANAGER: &str = "portcullis-node-agent";
 const UDP_SESSION_IDLE: Duration = Duration::from_secs(30);

@@ -8,7 +8,8 @@ use std::net::Ipv4Addr;
 use tokio::process::Command;
 use tokio::sync::Mutex;
 
-use super::{AgentConfig, AgentError};
+use super::config::AgentConfig;
+use super::error::AgentError;
 
 /// Prefix of every namespace and host-side veth the agent creates, so that
 /// cleanup finds them all.

@@ -16,7 +16,8 @@ use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 use tracing::warn;
 
-use super::{AgentConfig, AgentError};
+use super::config::AgentConfig;
+use super::error::AgentError;
 
 const MANAGER: &str = "portcullis-node-agent";
 

@@ -22,8 +22,10 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use super::error::AgentError;
 use super::network::run;
-use super::{Agent, AgentError, logs, probe};
+use super::state::Agent;
+use super::{logs, probe};
 
 const MANAGER: &str = "portcullis-node-agent";
 

@@ -30,8 +30,11 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use super::config::AgentConfig;
+use super::error::AgentError;
 use super::logs::{FollowWhile, LogOptions};
-use super::{Agent, AgentConfig, AgentError, logs, pod};
+use super::state::Agent;
+use super::{logs, pod};
 
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 

@@ -6,26 +6,26 @@
 //! release lacks are reported through status, not crashed on.
 //!
 //! One test, two scenarios in order: they share the cluster-wide Gateway API
-//! CRDs. Before each, the test checks that its operator Pod holds the
-//! leader Lease: an operator running beside the cluster would otherwise do
-//! the work, and the CRD swap would pull the rug from under it. Guards undo everything even when an assertion fails: the v1.6.1
-//! CRDs come back, and the operator Deployment and its RBAC go, so that the
-//! next test binaries (which run the operator as a local process with the
-//! same Lease) never meet a second operator.
-
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+//! CRDs, so the test holds the cluster alone, and stops the operator the
+//! other scenarios run beside the cluster. Before each scenario, the test
+//! checks that its operator Pod holds the leader Lease: an operator running
+//! beside the cluster would otherwise do the work, and the CRD swap would
+//! pull the rug from under it. Guards undo everything even when an
+//! assertion fails: the v1.6.1 CRDs come back, and the operator Deployment
+//! and its RBAC go, so that the scenarios after it (which start the
+//! operator as a local process again, with the same Lease) never meet a
+//! second operator.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use e2e::cluster::{TestNamespace, client, ensure_cluster, kubectl, root, wait_for};
-use e2e::operator::{apply, curl, jsonpath, kubectl_stdin, tail};
+use e2e::cluster::{TestNamespace, client, ensure_cluster, exclusive, kubectl, root, wait_for};
+use e2e::operator::{apply, curl, jsonpath, kubectl_stdin, stop_operator, tail};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::ListParams;
 use serde_json::Value;
 
-const AGENT: &str = env!("CARGO_BIN_EXE_portcullis-node-agent");
 const SYSTEM: &str = "portcullis-system";
 const OPERATOR_SELECTOR: &str = "app.kubernetes.io/name=portcullis-operator";
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
@@ -199,7 +199,7 @@ impl Drop for SwappedCrds {
 /// and the test namespaces. The namespace portcullis-system, the ProxyConfig
 /// CRD and the GatewayClass stay: other tests use them.
 struct Installed {
-    namespaces: Vec<String>,
+    namespaces: Vec<TestNamespace>,
 }
 
 impl Installed {
@@ -215,9 +215,8 @@ impl Installed {
 
 impl Drop for Installed {
     fn drop(&mut self) {
-        for namespace in &self.namespaces {
-            let _ = kubectl(&["delete", "namespace", namespace, "--wait=false"]);
-        }
+        // Dropped, each test namespace is deleted.
+        self.namespaces.clear();
         let _ = kubectl(&[
             "-n",
             SYSTEM,
@@ -454,8 +453,9 @@ fn listener_condition(namespace: &str, listener: &str, type_: &str) -> Option<Va
 /// the Gateway's address; returns the namespace and the TCP listener's
 /// ResolvedRefs condition.
 async fn serve_traffic(installed: &mut Installed, purpose: &str) -> (String, Value) {
-    let namespace = TestNamespace::create(&client().await, purpose).await.name;
-    installed.namespaces.push(namespace.clone());
+    let created = TestNamespace::create(&client().await, purpose).await;
+    let namespace = created.name.clone();
+    installed.namespaces.push(created);
     apply(&workload(&namespace)).expect("apply the workload");
 
     let started = Instant::now();
@@ -532,7 +532,8 @@ fn stop_demo_operator() {
 
 #[tokio::test]
 async fn deploy_manifest_installs_an_operator_that_serves_on_gateway_api_v1_6_1_and_v1_2_1() {
-    ensure_cluster(AGENT);
+    let _cluster = exclusive().await;
+    ensure_cluster(crate::AGENT);
     for binary in ["portcullis-operator", "portcullis-proxy"] {
         let path = root().join("target/debug").join(binary);
         assert!(
@@ -542,6 +543,7 @@ async fn deploy_manifest_installs_an_operator_that_serves_on_gateway_api_v1_6_1_
         );
     }
     stop_demo_operator();
+    stop_operator();
     let started = Instant::now();
 
     // Scenario 1: the Gateway API release the cluster runs (v1.6.1).

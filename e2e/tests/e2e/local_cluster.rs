@@ -2,18 +2,14 @@
 //! Pods run as processes and become Ready, EndpointSlices with Pod IPs, a
 //! LoadBalancer address that answers, and deletion that leaves nothing.
 
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
-
 use std::time::Duration;
 
-use e2e::cluster::{TestNamespace, client, ensure_cluster, kubectl, root, wait_for};
+use e2e::cluster::{TestNamespace, client, ensure_cluster, kubectl, root, shared, wait_for};
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::api::ListParams;
 use serde_json::Value;
-
-const AGENT: &str = env!("CARGO_BIN_EXE_portcullis-node-agent");
 
 fn conformance_manifests() -> std::path::PathBuf {
     root().join(".cache/gateway-api/v1.6.1/conformance/base/manifests.yaml")
@@ -89,7 +85,8 @@ fn apply(yaml: &str) {
 
 #[tokio::test]
 async fn the_node_is_ready_and_our_crd_is_validated_by_the_api_server() {
-    ensure_cluster(AGENT);
+    let _cluster = shared().await;
+    ensure_cluster(crate::AGENT);
     let client = client().await;
     let node = Api::<Node>::all(client.clone())
         .get("portcullis-node")
@@ -133,13 +130,33 @@ async fn the_node_is_ready_and_our_crd_is_validated_by_the_api_server() {
     namespace.delete().await;
 }
 
+/// Objects applied from a file, deleted (and waited for) when dropped, even
+/// when an assertion fails.
+struct Applied(std::path::PathBuf);
+
+impl Drop for Applied {
+    fn drop(&mut self) {
+        let _ = kubectl(&[
+            "delete",
+            "-f",
+            &self.0.display().to_string(),
+            "--ignore-not-found",
+            "--wait=true",
+            "--timeout=120s",
+        ]);
+    }
+}
+
 #[tokio::test]
 async fn conformance_base_manifests_run_unchanged() {
-    ensure_cluster(AGENT);
+    let _cluster = shared().await;
+    ensure_cluster(crate::AGENT);
     let client = client().await;
     let manifests = conformance_manifests();
     kubectl(&["apply", "-f", manifests.to_str().expect("path")])
         .expect("conformance base manifests apply");
+    // The suite's own run applies them again: leave the cluster as found.
+    let _applied = Applied(manifests.clone());
     // The suite creates the certificates its TLS backends mount; so do we.
     let dir = tempfile::tempdir().expect("tempdir");
     let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
@@ -272,7 +289,8 @@ async fn conformance_base_manifests_run_unchanged() {
 
 #[tokio::test]
 async fn a_load_balancer_answers_and_deletion_leaves_nothing_behind() {
-    ensure_cluster(AGENT);
+    let _cluster = shared().await;
+    ensure_cluster(crate::AGENT);
     let client = client().await;
     let namespace = TestNamespace::create(&client, "lb").await;
     apply(&echo_deployment(&namespace.name, "echo", 2));
@@ -302,16 +320,20 @@ async fn a_load_balancer_answers_and_deletion_leaves_nothing_behind() {
     })
     .await
     .expect("the Service gets a load balancer address");
+    // The load balancer follows the EndpointSlice, which lists a Pod a
+    // moment after it is Ready: both endpoints are served once it does.
     let mut seen = std::collections::BTreeSet::new();
-    for _ in 0..10 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while seen.len() < 2 && std::time::Instant::now() < deadline {
         let echo = http_get_json(&format!("http://{address}/lb"))
             .await
             .expect("the load balancer answers");
         let pod = echo["pod"].as_str().unwrap_or_default().to_owned();
         assert!(names.contains(&pod), "{pod} is not one of {names:?}");
         seen.insert(pod);
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(seen.len(), 2, "both endpoints served");
+    assert_eq!(seen.len(), 2, "both endpoints served: {seen:?}");
 
     // Deleting the Deployment stops the processes and removes their sandboxes.
     let uids: Vec<String> = ready
@@ -366,7 +388,8 @@ async fn a_load_balancer_answers_and_deletion_leaves_nothing_behind() {
 /// timestamps, since-time and follow.
 #[tokio::test]
 async fn kubectl_logs_reads_what_the_container_wrote() {
-    ensure_cluster(AGENT);
+    let _cluster = shared().await;
+    ensure_cluster(crate::AGENT);
     let client = client().await;
     let node = Api::<Node>::all(client.clone())
         .get("portcullis-node")

@@ -3,21 +3,17 @@
 //! proxy, programs it, and says through status exactly what works and why
 //! not.
 
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use e2e::cluster::{TestNamespace, client, ensure_cluster, kubectl, wait_for};
+use e2e::cluster::{TestNamespace, client, ensure_cluster, kubectl, shared, wait_for};
 use e2e::operator::{
     apply, certificate, curl, curl_many, echo, ensure_operator, gateway_address, jsonpath,
     operator_log, operator_metric, tail, tls_secret, wait_condition, wait_json,
 };
 
-const AGENT: &str = env!("CARGO_BIN_EXE_portcullis-node-agent");
-
 async fn setup(purpose: &str) -> TestNamespace {
-    ensure_cluster(AGENT);
+    ensure_cluster(crate::AGENT);
     ensure_operator();
     TestNamespace::create(&client().await, purpose).await
 }
@@ -71,6 +67,7 @@ async fn eventually(url: &str, extra: &[&str], status: u16) -> e2e::operator::An
 
 #[tokio::test]
 async fn a_gateway_and_route_get_a_programmed_proxy_that_serves_traffic() {
+    let _cluster = shared().await;
     let ns = setup("basic").await;
     let n = ns.name.as_str();
     apply(&(echo(n, "echo", 1)
@@ -151,6 +148,7 @@ async fn a_gateway_and_route_get_a_programmed_proxy_that_serves_traffic() {
 
 #[tokio::test]
 async fn canary_header_route_redirect_and_certificate_rotation() {
+    let _cluster = shared().await;
     let ns = setup("canary").await;
     let n = ns.name.as_str();
     let (cert, key) = certificate("first", &["*.shop.example"]);
@@ -253,6 +251,7 @@ async fn canary_header_route_redirect_and_certificate_rotation() {
 
 #[tokio::test]
 async fn wrong_references_get_the_specs_conditions_and_reasons() {
+    let _cluster = shared().await;
     let ns = setup("refs").await;
     let other = TestNamespace::create(&client().await, "refs-other").await;
     let n = ns.name.as_str();
@@ -330,6 +329,7 @@ async fn wrong_references_get_the_specs_conditions_and_reasons() {
 
 #[tokio::test]
 async fn replicas_follow_the_proxy_config_and_deleting_the_gateway_removes_everything() {
+    let _cluster = shared().await;
     let ns = setup("scale").await;
     let n = ns.name.as_str();
     apply(&(format!("apiVersion: gateway.portcullis.io/v1alpha1\nkind: ProxyConfig\nmetadata: {{name: big, namespace: {n}}}\nspec: {{replicas: 3}}\n")
@@ -391,6 +391,7 @@ async fn replicas_follow_the_proxy_config_and_deleting_the_gateway_removes_every
 /// p50/p99 for the closing note of issue 6.
 #[tokio::test]
 async fn new_routes_serve_traffic_within_moments() {
+    let _cluster = shared().await;
     let ns = setup("latency").await;
     let n = ns.name.as_str();
     apply(

@@ -1,20 +1,17 @@
 //! The operator is stopped at the worst moments and the cluster still
 //! converges: a crash in the middle of a burst of route edits leaves nothing
 //! duplicated, and a config Secret deleted by hand comes back while traffic
-//! keeps flowing. Its own test binary, because it restarts the operator.
-
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+//! keeps flowing. It holds the cluster alone, because it restarts the
+//! operator the other scenarios use.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use e2e::cluster::{TestNamespace, client, ensure_cluster, kubectl, wait_for};
+use e2e::cluster::{TestNamespace, client, ensure_cluster, exclusive, kubectl, wait_for};
 use e2e::operator::{
     apply, curl, echo, ensure_operator, gateway_address, jsonpath, restart_operator, wait_json,
 };
-
-const AGENT: &str = env!("CARGO_BIN_EXE_portcullis-node-agent");
 
 fn route(namespace: &str, i: usize) -> String {
     format!(
@@ -41,7 +38,8 @@ fn owned(namespace: &str, kinds: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_crash_mid_burst_converges_and_a_deleted_config_secret_comes_back_under_traffic() {
-    ensure_cluster(AGENT);
+    let _cluster = exclusive().await;
+    ensure_cluster(crate::AGENT);
     ensure_operator();
     let ns = TestNamespace::create(&client().await, "restart").await;
     let n = ns.name.clone();

@@ -3,23 +3,19 @@
 //! last good config serving. It reports what it serves through its Pod's
 //! condition `gateway.portcullis.io/ConfigApplied`.
 
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
-
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::cluster::{TestNamespace, client, ensure_cluster, kubeconfig_path, root, wait_for};
+use e2e::cluster::{
+    TestNamespace, client, ensure_cluster, kubeconfig_path, root, shared, wait_for,
+};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Container, Pod, PodCondition, PodReadinessGate, PodSpec, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use proxy_config::*;
-
-const AGENT: &str = env!("CARGO_BIN_EXE_portcullis-node-agent");
-/// The proxy's Pod condition (`proxy::status::CONDITION_TYPE`).
-const CONFIG_APPLIED: &str = "gateway.portcullis.io/ConfigApplied";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -90,7 +86,10 @@ fn secret(name: &str, bytes: Vec<u8>) -> Secret {
             name: Some(name.into()),
             ..ObjectMeta::default()
         },
-        data: Some(BTreeMap::from([("config".to_owned(), ByteString(bytes))])),
+        data: Some(BTreeMap::from([(
+            CONFIG_SECRET_KEY.to_owned(),
+            ByteString(bytes),
+        )])),
         ..Secret::default()
     }
 }
@@ -154,7 +153,8 @@ async fn body(port: u16) -> Option<String> {
 
 #[tokio::test]
 async fn the_proxy_follows_its_config_secret_and_keeps_the_last_good_one() {
-    ensure_cluster(AGENT);
+    let _cluster = shared().await;
+    ensure_cluster(crate::AGENT);
     let client = client().await;
     let namespace = TestNamespace::create(&client, "secret").await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace.name);
@@ -194,7 +194,7 @@ async fn the_proxy_follows_its_config_secret_and_keeps_the_last_good_one() {
     assert!(propagation < Duration::from_secs(5), "took {propagation:?}");
 
     // A broken document is refused; the last good config keeps serving.
-    let patch = serde_json::json!({"data": {"config": "bm90IGEgY29uZmln"}});
+    let patch = serde_json::json!({"data": {CONFIG_SECRET_KEY: "bm90IGEgY29uZmln"}});
     secrets
         .patch("gw-config", &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -223,7 +223,7 @@ fn proxy_pod(name: &str) -> Pod {
         spec: Some(PodSpec {
             node_name: Some("nowhere".into()),
             readiness_gates: Some(vec![PodReadinessGate {
-                condition_type: CONFIG_APPLIED.into(),
+                condition_type: CONFIG_APPLIED_CONDITION.into(),
             }]),
             containers: vec![Container {
                 name: "proxy".into(),
@@ -263,25 +263,28 @@ async fn expect_config_applied(
     message: &str,
 ) -> PodCondition {
     let found = wait_for(Duration::from_secs(20), || async {
-        pod_condition(pods, pod, CONFIG_APPLIED).await.filter(|c| {
-            c.status == status
-                && c.reason.as_deref() == Some(reason)
-                && c.message.as_deref().is_some_and(|m| m.starts_with(message))
-        })
+        pod_condition(pods, pod, CONFIG_APPLIED_CONDITION)
+            .await
+            .filter(|c| {
+                c.status == status
+                    && c.reason.as_deref() == Some(reason)
+                    && c.message.as_deref().is_some_and(|m| m.starts_with(message))
+            })
     })
     .await;
     match found {
         Some(condition) => condition,
         None => panic!(
             "expected {status}/{reason} {message:?}, last seen {:?}",
-            pod_condition(pods, pod, CONFIG_APPLIED).await
+            pod_condition(pods, pod, CONFIG_APPLIED_CONDITION).await
         ),
     }
 }
 
 #[tokio::test]
 async fn the_proxy_reports_the_generation_it_serves_on_its_pod() {
-    ensure_cluster(AGENT);
+    let _cluster = shared().await;
+    ensure_cluster(crate::AGENT);
     let client = client().await;
     let namespace = TestNamespace::create(&client, "status").await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace.name);
@@ -367,7 +370,7 @@ async fn the_proxy_reports_the_generation_it_serves_on_its_pod() {
     assert_eq!(refused.last_transition_time, first.last_transition_time);
 
     // One that does not even decode.
-    let patch = serde_json::json!({"data": {"config": "bm90IGEgY29uZmln"}});
+    let patch = serde_json::json!({"data": {CONFIG_SECRET_KEY: "bm90IGEgY29uZmln"}});
     secrets
         .patch("gw-config", &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -395,7 +398,8 @@ async fn the_proxy_reports_the_generation_it_serves_on_its_pod() {
 
 #[tokio::test]
 async fn a_listener_that_cannot_bind_is_named_on_the_pod() {
-    ensure_cluster(AGENT);
+    let _cluster = shared().await;
+    ensure_cluster(crate::AGENT);
     let client = client().await;
     let namespace = TestNamespace::create(&client, "bind").await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace.name);
