@@ -18,8 +18,9 @@ test: deps lint check-generated cluster-bins validate-bundle ## Every test: form
 	@if [ "$${CI:-}" = true ]; then hack/cluster-down.sh; fi
 	@hack/test-summary.sh .cache/cargo-test.log
 
-lint: deps ## cargo fmt --check and clippy with warnings as errors.
+lint: deps ## cargo fmt --check, no import cycles between modules, clippy with warnings as errors.
 	$(CARGO) fmt --all -- --check
+	hack/check-module-cycles.py proxy/config gwapi crds operator/core operator proxy e2e
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 fmt: ## Format the code.
@@ -40,7 +41,7 @@ bench: ## Criterion micro-benchmarks (route matching at 10, 1,000 and 10,000 rou
 bench-proxy: ## Load test: this proxy beside nginx, haproxy and Envoy, same origin, same pinning.
 	hack/bench-proxy.sh
 
-cluster-bins: ## Build etcd, Kubernetes, the conformance suite and echo backends from Go modules (cached).
+cluster-bins: ## Build etcd, Kubernetes and the echo backend from Go modules (cached); `make conformance` adds the suite.
 	hack/build-cluster-bins.sh
 
 cluster-up: ## Start the local Kubernetes: control plane from Go modules, Pods as processes.

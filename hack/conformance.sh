@@ -16,7 +16,8 @@ reports=$ROOT/conformance/reports/$GATEWAY_API_VERSION
 [[ -n ${CONFORMANCE_RUN_TEST:-} ]] && reports=$CACHE/conformance-reports
 suite=$CACHE/bin/gateway-conformance.test
 export KUBECONFIG=$CACHE/kubeconfig
-[[ -x $suite ]] || die "no conformance suite at $suite; run hack/build-cluster-bins.sh"
+"$ROOT/hack/build-cluster-bins.sh" --conformance
+[[ -x $suite ]] || die "no conformance suite at $suite; run hack/build-cluster-bins.sh --conformance"
 kubectl get --raw /readyz >/dev/null 2>&1 || die "the local cluster is not running; run make cluster-up"
 mkdir -p "$reports"
 
