@@ -26,9 +26,14 @@ mkdir -p "$reports"
 kubectl apply -f "$ROOT/crds/gateway.portcullis.io_proxyconfigs.yaml" >/dev/null
 kubectl create namespace portcullis-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl apply -f "$ROOT/examples/00-gatewayclass.yaml" >/dev/null
-# The suite deletes its namespaces when it ends; a new run waits for them.
+# The suite creates its namespaces and deletes them when it ends; ones left
+# by an interrupted run (or another test) are deleted, not waited for.
 for ns in gateway-conformance-infra gateway-conformance-app-backend gateway-conformance-web-backend; do
-  kubectl wait --for=delete "namespace/$ns" --timeout=180s >/dev/null 2>&1 || true
+  if kubectl get namespace "$ns" >/dev/null 2>&1; then
+    log "deleting namespace $ns left by an earlier run"
+    kubectl delete namespace "$ns" --ignore-not-found --wait=true --timeout=180s >/dev/null ||
+      die "namespace $ns is still there after 180 s"
+  fi
 done
 if [[ -f $CACHE/demo/operator.pid ]]; then "$ROOT/hack/demo.sh" --down >/dev/null 2>&1 || true; fi
 POD_NAMESPACE=portcullis-system "$ROOT/target/debug/portcullis-operator" --admin 127.0.0.1:0 \
@@ -62,6 +67,26 @@ if [[ ! -f $combined ]]; then
   # The suite stopped before running any test: say why.
   grep -m1 -A1 'Received unexpected error' "$CACHE/conformance.log" | tail -1 >&2 || true
   die "no report written; see ${CACHE#"$ROOT"/}/conformance.log"
+fi
+# The suite's own verdicts: it writes its report before its parallel tests
+# end and counts those as passed, so the report alone cannot be trusted.
+# Every test that failed, by its top-level name.
+failed=$(grep -E '^ {4}--- FAIL: TestConformance/' "$CACHE/conformance.log" |
+  sed -E 's/^ *--- FAIL: TestConformance\/([^ ]+) .*/\1/' | sort -u || true)
+passed=$(grep -cE '^ {4}--- PASS: TestConformance/' "$CACHE/conformance.log" || true)
+if [[ -n $failed ]]; then
+  status=1
+  log "the suite's output: $passed test(s) passed, $(wc -l <<<"$failed") failed:"
+  sed 's/^/  FAIL /' <<<"$failed" >&2
+  # A failing run never replaces the committed reports.
+  reports=$CACHE/conformance-reports
+  mkdir -p "$reports"
+elif ((status)); then
+  log "the suite exited with an error and no failed test: see ${CACHE#"$ROOT"/}/conformance.log"
+  reports=$CACHE/conformance-reports
+  mkdir -p "$reports"
+else
+  log "the suite's output: $passed test(s) passed, none failed"
 fi
 # One report per profile, and a summary line for each.
 python3 - "$combined" "$reports" <<'PY'

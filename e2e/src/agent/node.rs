@@ -25,9 +25,17 @@ fn now() -> Time {
     Time(Timestamp::now())
 }
 
+/// CPUs the node offers to the scheduler. Pods here are processes sharing
+/// the machine's cores with no CPU limit enforced, so requests are only
+/// scheduling hints: the node offers far more than the machine has, so that
+/// what a test suite creates (the conformance suite: some twenty Gateways,
+/// each with a proxy Pod requesting 100m, beside its backends) is never
+/// left Pending for want of CPU that nothing would reserve.
+const SCHEDULABLE_CPUS: &str = "64";
+
 fn status(config: &AgentConfig) -> NodeStatus {
     let resources = BTreeMap::from([
-        ("cpu".to_owned(), Quantity("2".into())),
+        ("cpu".to_owned(), Quantity(SCHEDULABLE_CPUS.into())),
         ("memory".to_owned(), Quantity("24Gi".into())),
         ("pods".to_owned(), Quantity("250".into())),
         ("ephemeral-storage".to_owned(), Quantity("50Gi".into())),
