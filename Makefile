@@ -11,12 +11,8 @@ help: ## List targets.
 deps: ## Install what this machine lacks (Debian packages, Rust components).
 	@hack/deps.sh
 
-test: deps lint check-generated cluster-bins validate-bundle ## Every test: formatting, lints, generated files, unit, property and e2e tests.
-	@mkdir -p .cache
-	$(CARGO) build --workspace --bins --locked
-	$(CARGO) test --workspace --locked 2>&1 | tee .cache/cargo-test.log
-	@if [ "$${CI:-}" = true ]; then hack/cluster-down.sh; fi
-	@hack/test-summary.sh .cache/cargo-test.log
+test: deps ## Every test: formatting, lints, generated files, unit, property and e2e tests.
+	hack/test.sh
 
 lint: deps ## cargo fmt --check, no import cycles between modules, clippy with warnings as errors.
 	$(CARGO) fmt --all -- --check

@@ -21,11 +21,13 @@ go_module_dir() {
 }
 
 # Installs kopium (the generator behind the gateway-api crate) into the cache.
+# A debug build: it only reads two CRDs, so optimizing it would only slow
+# the build down.
 ensure_kopium() {
   local bin=$CACHE/tools/bin/kopium
   if [[ ! -x $bin || $("$bin" --version 2>/dev/null) != "kopium $KOPIUM_VERSION" ]]; then
     log "installing kopium $KOPIUM_VERSION into $CACHE/tools (once)"
-    cargo install --quiet --locked --version "$KOPIUM_VERSION" --root "$CACHE/tools" kopium >&2
+    cargo install --quiet --locked --debug --version "$KOPIUM_VERSION" --root "$CACHE/tools" kopium >&2
   fi
   printf '%s\n' "$bin"
 }
