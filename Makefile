@@ -37,7 +37,7 @@ bench: ## Criterion micro-benchmarks (route matching at 10, 1,000 and 10,000 rou
 bench-proxy: ## Load test: this proxy beside nginx, haproxy and Envoy, same origin, same pinning.
 	hack/bench-proxy.sh
 
-cluster-bins: ## Build etcd, Kubernetes and the echo backend from Go modules (cached); `make conformance` adds the suite.
+cluster-bins: ## Build etcd, Kubernetes and the suite's backends from Go modules (cached); `make conformance` adds the suite.
 	hack/build-cluster-bins.sh
 
 cluster-up: ## Start the local Kubernetes: control plane from Go modules, Pods as processes.

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Builds the local cluster's binaries from Go modules pinned in hack/tools/:
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and
-# the echo backend the tests run; copies the Gateway API CRDs and
-# conformance manifests out of the module cache. With --conformance, also
-# the Gateway API conformance suite (as a test binary) and CoreDNS, its UDP
-# backend: only `make conformance` runs them. Each binary is rebuilt only
-# when its pin (its go.mod and go.sum) changes.
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, the
+# echo backend and CoreDNS (the conformance suite's UDP backend, which the
+# base manifests run); copies the Gateway API CRDs and conformance manifests
+# out of the module cache. With --conformance, also the Gateway API
+# conformance suite (as a test binary): only `make conformance` runs it.
+# Each binary is rebuilt only when its pin (its go.mod and go.sum) changes.
 #
 #   hack/build-cluster-bins.sh [--conformance]
 set -euo pipefail
@@ -60,9 +60,9 @@ build kube-controller-manager kubernetes k8s.io/kubernetes/cmd/kube-controller-m
 build kube-scheduler kubernetes k8s.io/kubernetes/cmd/kube-scheduler
 build kubectl kubernetes k8s.io/kubernetes/cmd/kubectl
 build echo-basic gateway-api sigs.k8s.io/gateway-api/conformance/echo-basic
+build coredns coredns github.com/coredns/coredns
 if [[ ${1:-} == --conformance ]]; then
   build gateway-conformance.test gateway-api sigs.k8s.io/gateway-api/conformance test
-  build coredns coredns github.com/coredns/coredns
 fi
 
 # CRDs and conformance manifests, for the versions the tests use: v1.6.1 and

@@ -21,8 +21,8 @@ go_module_dir() {
 }
 
 # Installs kopium (the generator behind the gateway-api crate) into the cache.
-# A debug build: it only reads two CRDs, so optimizing it would only slow
-# the build down.
+# A debug build: it only reads two CRDs, and builds in half the time of a
+# release one (121 s against 230 s on 2 cores, 219 against 439 CPU seconds).
 ensure_kopium() {
   local bin=$CACHE/tools/bin/kopium
   if [[ ! -x $bin || $("$bin" --version 2>/dev/null) != "kopium $KOPIUM_VERSION" ]]; then

@@ -26,7 +26,7 @@ use operator_core::provision::Settings;
 use operator_core::snapshot::DeployedConfig;
 use operator_core::translate::{changed_services, translate_endpoint_change};
 use operator_core::writes::{self, Context, Scope, StatusMemo};
-use operator_core::{ObjectKey, Snapshot, StatusKind, Translation, translate};
+use operator_core::{ObjectKey, Snapshot, StatusKind, Translation, decide};
 use tracing::{debug, error, info, warn};
 
 use crate::admin::Metrics;
@@ -198,29 +198,12 @@ impl Controller {
         }
     }
 
-    /// One pass: snapshot, translate, decide the writes, make them.
-    /// Returns the number of writes.
+    /// One pass: the live view and the snapshot, what the core decides from
+    /// them, and the executor's writes. Returns the number of writes.
     async fn reconcile(&mut self) -> Result<usize, Error> {
         let started = Instant::now();
         let rung = self.bell.take();
-        let (snapshot, translation, fast) = match self.last.take() {
-            Some((mut snapshot, previous)) if endpoint_only(&rung) => {
-                let before =
-                    std::mem::replace(&mut snapshot.endpoint_slices, self.stores.endpoint_slices());
-                snapshot.raise_generations(&self.generations);
-                let changed = changed_services(&before, &snapshot.endpoint_slices);
-                let translation = translate_endpoint_change(&snapshot, &previous, &changed);
-                (snapshot, translation, true)
-            }
-            _ => {
-                let mut snapshot = self.stores.snapshot(&self.apis);
-                snapshot.raise_generations(&self.generations);
-                let translation = translate(&snapshot);
-                (snapshot, translation, false)
-            }
-        };
-        let translated = started.elapsed();
-
+        let fast = self.last.is_some() && endpoint_only(&rung);
         let (scope, kinds): (Scope, Vec<StatusKind>) = if fast {
             (Scope::Gateways, vec![StatusKind::Gateway])
         } else {
@@ -235,17 +218,30 @@ impl Controller {
             .map(|(key, _)| key.clone())
             .collect();
         let now = Time(Timestamp::now());
-        let mut writes = writes::writes(
-            &translation,
-            &live,
-            &Context {
-                settings: &self.settings,
-                now: &now,
-                held: &held,
-                scope,
-                memo: &self.memo,
-            },
-        );
+        let context = Context {
+            settings: &self.settings,
+            now: &now,
+            held: &held,
+            scope,
+            memo: &self.memo,
+        };
+        let (snapshot, translation, mut writes) = match self.last.take() {
+            Some((mut snapshot, previous)) if fast => {
+                let before =
+                    std::mem::replace(&mut snapshot.endpoint_slices, self.stores.endpoint_slices());
+                snapshot.raise_generations(&self.generations);
+                let changed = changed_services(&before, &snapshot.endpoint_slices);
+                let translation = translate_endpoint_change(&snapshot, &previous, &changed);
+                let writes = writes::writes(&translation, &live, &context);
+                (snapshot, translation, writes)
+            }
+            _ => {
+                let mut snapshot = self.stores.snapshot(&self.apis);
+                snapshot.raise_generations(&self.generations);
+                let (translation, writes) = decide(&snapshot, &live, &context);
+                (snapshot, translation, writes)
+            }
+        };
         let decided = started.elapsed();
 
         // Written moments ago: fold this change and whatever follows into
@@ -276,8 +272,7 @@ impl Controller {
         });
         debug!(
             fast,
-            translate_ms = translated.as_millis() as u64,
-            decide_ms = (decided - translated).as_millis() as u64,
+            decide_ms = decided.as_millis() as u64,
             write_ms = (started.elapsed() - decided).as_millis() as u64,
             "pass timing"
         );

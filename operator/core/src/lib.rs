@@ -29,4 +29,4 @@ pub use error::Error;
 pub use keys::{ObjectKey, RouteKey, RouteKind, StatusKind, StatusTarget};
 pub use snapshot::Snapshot;
 pub use translate::{Translation, translate};
-pub use writes::{Live, Writes};
+pub use writes::{Live, Writes, decide};

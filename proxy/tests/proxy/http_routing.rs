@@ -565,3 +565,74 @@ async fn mirrors_get_the_request_body_and_a_stalled_mirror_never_holds_the_clien
     .expect("the bodiless request is mirrored");
     assert!(mirrored.is_empty());
 }
+
+#[tokio::test]
+async fn a_request_answered_at_the_gateway_mirrors_nothing() {
+    let primary = EchoServer::start("primary").await;
+    let (record, mut recorded) = recording_mirror().await;
+    let mirror = HttpFilter::RequestMirror(RequestMirror {
+        backend: "record".into(),
+        per_million: 1_000_000,
+    });
+    let redirect = HttpFilter::RequestRedirect(RequestRedirect {
+        scheme: Some("https".into()),
+        hostname: None,
+        port: None,
+        path: None,
+        status_code: 302,
+    });
+    let port = free_port();
+    let _proxy = InProcessProxy::start(gateway(
+        vec![http_listener(
+            "http",
+            port,
+            vec![vhost(
+                "http",
+                &["mirror.example.com"],
+                vec![
+                    (
+                        prefix("/redirect"),
+                        rule(
+                            "redirected",
+                            vec![to("primary", 1)],
+                            vec![mirror.clone(), redirect],
+                        ),
+                    ),
+                    (
+                        prefix("/down"),
+                        rule("down", vec![to("empty", 1)], vec![mirror.clone()]),
+                    ),
+                    (
+                        prefix("/ok"),
+                        rule("served", vec![to("primary", 1)], vec![mirror]),
+                    ),
+                ],
+            )],
+        )],
+        vec![
+            service("primary", &primary),
+            service("record", &record),
+            service_with("empty", &[], BackendProtocol::Http1),
+        ],
+    ))
+    .await;
+    let client = client();
+    let host = [("host", "mirror.example.com")];
+    let redirected = get(&client, &format!("http://127.0.0.1:{port}/redirect"), &host).await;
+    assert_eq!(redirected.status, StatusCode::FOUND);
+    let down = get(&client, &format!("http://127.0.0.1:{port}/down"), &host).await;
+    assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE, "no endpoint");
+    let served = get(&client, &format!("http://127.0.0.1:{port}/ok"), &host).await;
+    assert_eq!(served.backend(), "primary");
+
+    // The served request is mirrored; had the others been, their copies
+    // would have been sent first.
+    let wait = std::time::Duration::from_secs(10);
+    let (path, _) = tokio::time::timeout(wait, recorded.recv())
+        .await
+        .expect("the served request is mirrored")
+        .unwrap();
+    assert_eq!(path, "/ok", "only the forwarded request is mirrored");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(recorded.try_recv().is_err(), "nothing else was mirrored");
+}

@@ -7,7 +7,8 @@
 //! the desired one (timestamps kept where a condition's status did not
 //! move) is not patched.
 
-use crate::translate::Translation;
+use crate::snapshot::Snapshot;
+use crate::translate::{Translation, translate};
 
 mod batch;
 mod context;
@@ -21,6 +22,14 @@ mod tests;
 pub use batch::{StatusPatch, Writes};
 pub use context::{Context, Scope, StatusMemo};
 pub use live::{Live, LiveStatus, Owned, OwnedState};
+
+/// Everything a pass decides from what the cluster holds: the translation
+/// of `snapshot`, and the writes that make the cluster what it says.
+pub fn decide(snapshot: &Snapshot, live: &Live, context: &Context<'_>) -> (Translation, Writes) {
+    let translation = translate(snapshot);
+    let writes = writes(&translation, live, context);
+    (translation, writes)
+}
 
 /// The writes that make the cluster what `translation` says it should be.
 pub fn writes(translation: &Translation, live: &Live, context: &Context<'_>) -> Writes {

@@ -32,15 +32,19 @@ fn edge() -> ObjectKey {
     ObjectKey::new("apps", "edge")
 }
 
-fn translated() -> Translation {
-    translate(&snapshot(&format!(
+fn cluster() -> crate::snapshot::Snapshot {
+    snapshot(&format!(
         "{BASE}{}{}",
         gateway(HTTP_LISTENER),
         route(
             "web",
             "  parentRefs: [{name: edge}]\n  rules:\n  - backendRefs: [{name: echo, port: 8080}]"
         )
-    )))
+    ))
+}
+
+fn translated() -> Translation {
+    translate(&cluster())
 }
 
 /// Live statuses for the class, the Gateway and the route, all empty.
@@ -108,7 +112,7 @@ fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
     }
 }
 
-fn decide(
+fn writes_of(
     translation: &Translation,
     live: &Live,
     held: &BTreeSet<ObjectKey>,
@@ -139,13 +143,16 @@ fn kinds(writes: &Writes) -> Vec<Vec<&'static str>> {
 
 #[test]
 fn a_new_gateway_gets_its_objects_in_waves_and_every_status() {
-    let translation = translated();
-    let writes = decide(
-        &translation,
-        &empty_statuses(),
-        &BTreeSet::new(),
-        Scope::All,
-    );
+    let memo = StatusMemo::default();
+    let (settings, time, held) = (settings(), now(), BTreeSet::new());
+    let context = Context {
+        settings: &settings,
+        now: &time,
+        held: &held,
+        scope: Scope::All,
+        memo: &memo,
+    };
+    let (translation, writes) = decide(&cluster(), &empty_statuses(), &context);
     assert_eq!(
         kinds(&writes),
         vec![
@@ -202,14 +209,14 @@ fn a_new_gateway_gets_its_objects_in_waves_and_every_status() {
 #[test]
 fn once_written_the_same_state_writes_nothing() {
     let translation = translated();
-    let first = decide(
+    let first = writes_of(
         &translation,
         &empty_statuses(),
         &BTreeSet::new(),
         Scope::All,
     );
     let live = after(empty_statuses(), &first);
-    let second = decide(&translation, &live, &BTreeSet::new(), Scope::All);
+    let second = writes_of(&translation, &live, &BTreeSet::new(), Scope::All);
     assert!(second.is_empty(), "{second:#?}");
     assert_eq!(second.generations, first.generations, "still remembered");
     assert_eq!(second.unchanged_routes.len(), 1, "the route is memoised");
@@ -218,7 +225,7 @@ fn once_written_the_same_state_writes_nothing() {
 #[test]
 fn objects_no_gateway_wants_are_deleted_and_others_kept() {
     let translation = translated();
-    let first = decide(
+    let first = writes_of(
         &translation,
         &empty_statuses(),
         &BTreeSet::new(),
@@ -245,7 +252,7 @@ fn objects_no_gateway_wants_are_deleted_and_others_kept() {
             ..ObjectMeta::default()
         },
     );
-    let writes = decide(&translation, &live, &BTreeSet::new(), Scope::All);
+    let writes = writes_of(&translation, &live, &BTreeSet::new(), Scope::All);
     assert_eq!(
         writes.delete,
         vec![Owned {
@@ -259,7 +266,7 @@ fn objects_no_gateway_wants_are_deleted_and_others_kept() {
     // A Gateway that is no longer accepted loses everything it owned.
     let mut refused = translation.clone();
     refused.gateways.get_mut(&edge()).unwrap().provision = false;
-    let writes = decide(&refused, &live, &BTreeSet::new(), Scope::All);
+    let writes = writes_of(&refused, &live, &BTreeSet::new(), Scope::All);
     let deleted: BTreeSet<&str> = writes.delete.iter().map(|o| o.kind.name()).collect();
     assert_eq!(
         deleted,
@@ -278,7 +285,7 @@ fn objects_no_gateway_wants_are_deleted_and_others_kept() {
 #[test]
 fn a_held_config_waits_and_the_rest_is_written() {
     let translation = translated();
-    let first = decide(
+    let first = writes_of(
         &translation,
         &empty_statuses(),
         &BTreeSet::new(),
@@ -290,11 +297,11 @@ fn a_held_config_waits_and_the_rest_is_written() {
     plan.config_hash = "new".into();
     plan.generation += 1;
     let held = BTreeSet::from([edge()]);
-    let writes = decide(&changed, &live, &held, Scope::All);
+    let writes = writes_of(&changed, &live, &held, Scope::All);
     assert_eq!(writes.held_configs, vec![edge()]);
     assert!(writes.configs_written.is_empty());
     assert!(writes.generations.is_empty(), "nothing new was written");
-    let writes = decide(&changed, &live, &BTreeSet::new(), Scope::All);
+    let writes = writes_of(&changed, &live, &BTreeSet::new(), Scope::All);
     assert_eq!(writes.configs_written, vec![edge()]);
     let secret = writes
         .apply
@@ -313,7 +320,7 @@ fn a_config_the_proxy_would_refuse_is_not_written_and_nothing_else_waits() {
     let plan = translation.gateways.get_mut(&edge()).unwrap();
     plan.config.listeners[0].port = 0;
     plan.config_hash = "broken".into();
-    let writes = decide(
+    let writes = writes_of(
         &translation,
         &empty_statuses(),
         &BTreeSet::new(),
@@ -348,7 +355,7 @@ fn other_controllers_entries_are_kept_and_the_fast_path_writes_gateways_only() {
             status: Some(Arc::new(serde_json::json!({"parents": [theirs]}))),
         },
     );
-    let writes = decide(&translation, &live, &BTreeSet::new(), Scope::All);
+    let writes = writes_of(&translation, &live, &BTreeSet::new(), Scope::All);
     let route = writes
         .statuses
         .iter()
@@ -360,7 +367,7 @@ fn other_controllers_entries_are_kept_and_the_fast_path_writes_gateways_only() {
         CONTROLLER_NAME
     );
 
-    let fast = decide(&translation, &live, &BTreeSet::new(), Scope::Gateways);
+    let fast = writes_of(&translation, &live, &BTreeSet::new(), Scope::Gateways);
     let kinds: Vec<StatusKind> = fast.statuses.iter().map(|p| p.target.kind).collect();
     assert_eq!(kinds, vec![StatusKind::Gateway]);
 }
@@ -380,7 +387,7 @@ fn addresses_the_service_lost_are_cleared() {
             status: Some(Arc::new(with_address)),
         },
     );
-    let writes = decide(&translation, &live, &BTreeSet::new(), Scope::Gateways);
+    let writes = writes_of(&translation, &live, &BTreeSet::new(), Scope::Gateways);
     let patch = writes
         .statuses
         .iter()
@@ -392,14 +399,14 @@ fn addresses_the_service_lost_are_cleared() {
 #[test]
 fn a_route_memo_skips_the_comparison_until_the_route_moves() {
     let translation = translated();
-    let first = decide(
+    let first = writes_of(
         &translation,
         &empty_statuses(),
         &BTreeSet::new(),
         Scope::All,
     );
     let live = after(empty_statuses(), &first);
-    let mut second = decide(&translation, &live, &BTreeSet::new(), Scope::All);
+    let mut second = writes_of(&translation, &live, &BTreeSet::new(), Scope::All);
     let mut memo = StatusMemo::default();
     memo.remember(&translation, &mut second);
     let route = RouteKey {
