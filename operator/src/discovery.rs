@@ -89,66 +89,55 @@ pub async fn discover(client: &Client) -> Result<GatewayApis, Error> {
     Ok(apis)
 }
 
+/// How long a batch of CRD changes is given to land before discovery looks.
+const SETTLE: Duration = Duration::from_millis(500);
+
 /// Resolves when discovery would answer differently than `apis`.
 pub async fn changed(client: &Client, apis: &GatewayApis) {
-    // One watch for the whole life of these caches: its initial listing is
-    // compared too, so CRDs that landed between discovery and the watch (a
+    // One watch for the whole life of these caches: its initial listing
+    // counts too, so CRDs that landed between discovery and the watch (a
     // batch still being installed) are not missed.
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let mut events = watcher(crds, watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    let mut listed = false;
-    while let Some(event) = events.next().await {
-        let look = match event {
-            Ok(watcher::Event::InitDone) => {
-                listed = true;
-                true
-            }
-            Ok(watcher::Event::Apply(crd) | watcher::Event::Delete(crd)) => {
-                listed && is_ours(&crd.name_any())
-            }
-            Err(err) => {
-                debug!(error = %err, "CRD watch");
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                false
-            }
-            _ => false,
-        };
-        if look {
-            // Let a batch of CRD changes land before looking.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            if discover(client).await.is_ok_and(|now| &now != apis) {
-                return;
-            }
+    let mut changes = std::pin::pin!(crd_changes(client, true));
+    while changes.next().await.is_some() {
+        tokio::time::sleep(SETTLE).await;
+        if discover(client).await.is_ok_and(|now| &now != apis) {
+            return;
         }
     }
 }
 
 /// Resolves at the next change of a Gateway API or Portcullis CRD.
 pub async fn any_change(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let mut events = watcher(crds, watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    let mut initial = true;
-    while let Some(event) = events.next().await {
-        match event {
-            Ok(watcher::Event::InitDone) => initial = false,
-            Ok(watcher::Event::Apply(crd) | watcher::Event::Delete(crd))
-                if !initial && is_ours(&crd.name_any()) =>
-            {
-                // Let a batch of CRD changes land before looking.
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                return;
-            }
-            Err(err) => {
-                debug!(error = %err, "CRD watch");
-                tokio::time::sleep(Duration::from_secs(5)).await;
-            }
-            _ => {}
-        }
+    let mut changes = std::pin::pin!(crd_changes(client, false));
+    if changes.next().await.is_some() {
+        tokio::time::sleep(SETTLE).await;
     }
+}
+
+/// One item per change of a CRD of ours; with `initial_listing`, the end of
+/// the watch's first listing is one too.
+fn crd_changes(client: &Client, initial_listing: bool) -> impl futures::Stream<Item = ()> + Send {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut listed = false;
+    watcher(crds, watcher::Config::default())
+        .default_backoff()
+        .filter_map(move |event| {
+            let change = match event {
+                Ok(watcher::Event::InitDone) => {
+                    listed = true;
+                    initial_listing
+                }
+                Ok(watcher::Event::Apply(crd) | watcher::Event::Delete(crd)) => {
+                    listed && is_ours(&crd.name_any())
+                }
+                Err(err) => {
+                    debug!(error = %err, "CRD watch");
+                    false
+                }
+                _ => false,
+            };
+            futures::future::ready(change.then_some(()))
+        })
 }
 
 fn is_ours(crd_name: &str) -> bool {
