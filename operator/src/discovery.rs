@@ -29,7 +29,7 @@ pub struct GatewayApis {
 }
 
 /// Kinds the operator reads; `GatewayClass` and `Gateway` are required.
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 10] = [
     "GatewayClass",
     "Gateway",
     "HTTPRoute",
@@ -39,6 +39,7 @@ pub const KINDS: [&str; 9] = [
     "UDPRoute",
     "ReferenceGrant",
     "BackendTLSPolicy",
+    "ListenerSet",
 ];
 
 impl GatewayApis {
@@ -50,6 +51,7 @@ impl GatewayApis {
                 .collect(),
             reference_grants: self.resources.contains_key("ReferenceGrant"),
             backend_tls_policies: self.resources.contains_key("BackendTLSPolicy"),
+            listener_sets: self.resources.contains_key("ListenerSet"),
             bundle_version: self.bundle_version.clone(),
         }
     }

@@ -81,6 +81,7 @@ pub const RULES: &[Rule] = &[
             "udproutes",
             "referencegrants",
             "backendtlspolicies",
+            "listenersets",
         ],
         verbs: READ,
     },
@@ -96,6 +97,7 @@ pub const RULES: &[Rule] = &[
             "tcproutes/status",
             "udproutes/status",
             "backendtlspolicies/status",
+            "listenersets/status",
         ],
         verbs: &["patch"],
     },
@@ -355,6 +357,12 @@ mod tests {
             "backendtlspolicies",
             &["list", "watch"],
         ),
+        (
+            Scope::Cluster,
+            "gateway.networking.k8s.io",
+            "listenersets",
+            &["list", "watch"],
+        ),
         // executor.rs: `patch_status`.
         (
             Scope::Cluster,
@@ -402,6 +410,12 @@ mod tests {
             Scope::Cluster,
             "gateway.networking.k8s.io",
             "backendtlspolicies/status",
+            &["patch"],
+        ),
+        (
+            Scope::Cluster,
+            "gateway.networking.k8s.io",
+            "listenersets/status",
             &["patch"],
         ),
         // stores.rs: typed watch caches.

@@ -143,6 +143,7 @@ impl Stores {
         snapshot.tcp_routes = parsed.parse("TCPRoute", objects("TCPRoute"));
         snapshot.udp_routes = parsed.parse("UDPRoute", objects("UDPRoute"));
         snapshot.reference_grants = parsed.parse("ReferenceGrant", objects("ReferenceGrant"));
+        snapshot.listener_sets = parsed.parse("ListenerSet", objects("ListenerSet"));
         snapshot.backend_tls_policies =
             parsed.parse("BackendTLSPolicy", objects("BackendTLSPolicy"));
         self.parsed.forget_unseen();

@@ -7,6 +7,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod install;
+mod listener_sets;
 mod local_cluster;
 mod operator;
 mod operator_restart;

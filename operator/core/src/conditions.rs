@@ -118,6 +118,10 @@ pub mod reason {
     pub const NO_MATCHING_HOSTNAME: &str = "NoValidHostname";
     pub const INCOMPATIBLE_FILTERS: &str = "IncompatibleFilters";
     pub const PORT_UNAVAILABLE: &str = "PortUnavailable";
+    /// A ListenerSet its Gateway's `allowedListeners` does not admit.
+    pub const NOT_ALLOWED: &str = "NotAllowed";
+    /// A ListenerSet whose Gateway is not accepted.
+    pub const PARENT_NOT_ACCEPTED: &str = "ParentNotAccepted";
     /// A policy that lost to another on the same target.
     pub const CONFLICTED_POLICY: &str = "Conflicted";
 }

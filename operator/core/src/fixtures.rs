@@ -45,6 +45,9 @@ pub fn snapshot(yaml: &str) -> Snapshot {
             "UDPRoute" => snapshot
                 .udp_routes
                 .push(serde_json::from_value(json).expect("route")),
+            "ListenerSet" => snapshot
+                .listener_sets
+                .push(serde_json::from_value(json).expect("listener set")),
             "ReferenceGrant" => snapshot
                 .reference_grants
                 .push(serde_json::from_value(json).expect("grant")),

@@ -98,6 +98,7 @@ pub enum StatusKind {
     Gateway,
     Route(RouteKind),
     BackendTlsPolicy,
+    ListenerSet,
 }
 
 impl StatusKind {
@@ -108,6 +109,7 @@ impl StatusKind {
             StatusKind::Gateway => "Gateway",
             StatusKind::Route(kind) => kind.name(),
             StatusKind::BackendTlsPolicy => "BackendTLSPolicy",
+            StatusKind::ListenerSet => "ListenerSet",
         }
     }
 
@@ -116,7 +118,7 @@ impl StatusKind {
         [StatusKind::GatewayClass, StatusKind::Gateway]
             .into_iter()
             .chain(RouteKind::ALL.into_iter().map(StatusKind::Route))
-            .chain([StatusKind::BackendTlsPolicy])
+            .chain([StatusKind::BackendTlsPolicy, StatusKind::ListenerSet])
     }
 
     /// Whether objects of the kind live in a namespace.
@@ -166,7 +168,7 @@ mod tests {
         }
         assert_eq!(RouteKind::from_name("Ingress"), None);
         let names: Vec<&str> = StatusKind::all().map(StatusKind::name).collect();
-        assert_eq!(names.len(), 8);
+        assert_eq!(names.len(), 9);
         assert!(!StatusKind::GatewayClass.namespaced());
     }
 }

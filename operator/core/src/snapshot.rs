@@ -9,6 +9,7 @@ use gwapi::gatewayclasses::GatewayClass;
 use gwapi::gateways::Gateway;
 use gwapi::grpcroutes::GrpcRoute;
 use gwapi::httproutes::HttpRoute;
+use gwapi::listenersets::ListenerSet;
 use gwapi::referencegrants::ReferenceGrant;
 use gwapi::tlsroutes::TlsRoute;
 use gwapi::{TcpRoute, UdpRoute};
@@ -26,6 +27,7 @@ pub struct ServedKinds {
     pub routes: BTreeSet<RouteKind>,
     pub reference_grants: bool,
     pub backend_tls_policies: bool,
+    pub listener_sets: bool,
     /// `gateway.networking.k8s.io/bundle-version` of the installed CRDs.
     pub bundle_version: Option<String>,
 }
@@ -37,6 +39,7 @@ impl ServedKinds {
             routes: RouteKind::ALL.into_iter().collect(),
             reference_grants: true,
             backend_tls_policies: true,
+            listener_sets: true,
             bundle_version: Some("v1.6.1".to_owned()),
         }
     }
@@ -109,6 +112,7 @@ pub struct Snapshot {
     pub tls_routes: Vec<TlsRoute>,
     pub tcp_routes: Vec<TcpRoute>,
     pub udp_routes: Vec<UdpRoute>,
+    pub listener_sets: Vec<ListenerSet>,
     pub reference_grants: Vec<ReferenceGrant>,
     pub backend_tls_policies: Vec<BackendTlsPolicy>,
     pub services: BTreeMap<ObjectKey, Service>,

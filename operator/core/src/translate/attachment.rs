@@ -2,7 +2,7 @@
 //! `sectionName` and `port`, the listener's state, its `allowedRoutes`
 //! (kinds and namespaces) and hostname intersection; and why it does not.
 
-use super::listeners::ListenerState;
+use super::listeners::{ListenerOwner, ListenerState};
 use super::routes::{ParentRef, RouteView, hostname_intersection};
 use crate::conditions::{Problem, reason};
 use crate::keys::RouteKind;
@@ -22,8 +22,11 @@ pub(super) struct Attachment {
 /// A Gateway's listeners and the attachments made to them so far.
 #[derive(Debug)]
 pub(super) struct Listeners<'a> {
-    /// The Gateway's namespace, for `allowedRoutes.namespaces.from: Same`.
-    pub namespace: &'a str,
+    /// Whose listeners the parentRef reaches: the Gateway's own for a
+    /// Gateway parent, one set's for a ListenerSet parent.
+    pub owner: ListenerOwner,
+    /// `Gateway` or `ListenerSet`, for messages.
+    pub parent_kind: &'a str,
     pub states: &'a mut [ListenerState],
     pub attachments: &'a mut Vec<Attachment>,
 }
@@ -41,21 +44,20 @@ pub(super) fn attach(
         .states
         .iter()
         .enumerate()
+        .filter(|(_, l)| l.owner == gateway.owner)
         .filter(|(_, l)| parent.section_name.as_deref().is_none_or(|s| s == l.name))
         .filter(|(_, l)| parent.port.is_none_or(|p| p == i32::from(l.port)))
         .map(|(i, _)| i)
         .collect();
     if candidates.is_empty() {
+        let kind = gateway.parent_kind;
+        let name = &parent.name;
         return Err(Problem::new(
             reason::NO_MATCHING_PARENT,
             match (&parent.section_name, parent.port) {
-                (Some(section), _) => {
-                    format!("Gateway {} has no listener named {section:?}.", parent.name)
-                }
-                (None, Some(port)) => {
-                    format!("Gateway {} has no listener on port {port}.", parent.name)
-                }
-                _ => format!("Gateway {} has no listeners.", parent.name),
+                (Some(section), _) => format!("{kind} {name} has no listener named {section:?}."),
+                (None, Some(port)) => format!("{kind} {name} has no listener on port {port}."),
+                _ => format!("{kind} {name} has no listeners."),
             },
         ));
     }
@@ -80,7 +82,7 @@ pub(super) fn attach(
             ));
             continue;
         }
-        if !listener.allows_namespace(gateway.namespace, &route.namespace, &labels) {
+        if !listener.allows_namespace(&route.namespace, &labels) {
             not_allowed.get_or_insert(format!(
                 "Listener {:?} does not allow routes from namespace {}.",
                 listener.name, route.namespace

@@ -10,13 +10,13 @@ use proxy_config::Certificate;
 use super::references::{self, reference_allowed};
 use crate::conditions::{Problem, reason};
 use crate::keys::ObjectKey;
-use crate::names::GATEWAY_GROUP;
 use crate::snapshot::Snapshot;
 
-/// A `tls.certificateRefs` entry resolved to PEM.
+/// A `tls.certificateRefs` entry of `from` (a Gateway or a ListenerSet)
+/// resolved to PEM.
 pub(super) fn server_certificate(
     snapshot: &Snapshot,
-    gateway_namespace: &str,
+    from: references::Referrer<'_>,
     group: Option<&str>,
     kind: Option<&str>,
     name: &str,
@@ -32,18 +32,15 @@ pub(super) fn server_certificate(
             ),
         });
     }
-    let namespace = namespace.unwrap_or(gateway_namespace);
-    if namespace != gateway_namespace
-        && !reference_allowed(
-            snapshot,
-            (GATEWAY_GROUP, "Gateway", gateway_namespace),
-            ("", "Secret", namespace, name),
-        )
+    let (_, from_kind, from_namespace) = from;
+    let namespace = namespace.unwrap_or(from_namespace);
+    if namespace != from_namespace
+        && !reference_allowed(snapshot, from, ("", "Secret", namespace, name))
     {
         return Err(Problem {
             reason: reason::REF_NOT_PERMITTED,
             message: format!(
-                "Secret {namespace}/{name} is in another namespace and no ReferenceGrant there allows this Gateway to use it."
+                "Secret {namespace}/{name} is in another namespace and no ReferenceGrant there allows this {from_kind} to use it."
             ),
         });
     }

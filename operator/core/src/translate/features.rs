@@ -49,6 +49,7 @@ const TLS_ROUTE: &[&str] = &["TLSRoute", "TLSRouteModeMixed", "TLSRouteModeTermi
 const TCP_ROUTE: &[&str] = &["TCPRoute"];
 const UDP_ROUTE: &[&str] = &["UDPRoute"];
 const REFERENCE_GRANT: &[&str] = &["ReferenceGrant"];
+const LISTENER_SET: &[&str] = &["ListenerSet"];
 const BACKEND_TLS_POLICY: &[&str] = &["BackendTLSPolicy", "BackendTLSPolicySANValidation"];
 
 /// The supported feature names, sorted as the spec asks.
@@ -68,6 +69,9 @@ pub fn supported(served: &ServedKinds) -> Vec<&'static str> {
     }
     if served.backend_tls_policies {
         names.extend_from_slice(BACKEND_TLS_POLICY);
+    }
+    if served.listener_sets {
+        names.extend_from_slice(LISTENER_SET);
     }
     names.sort_unstable();
     names.dedup();

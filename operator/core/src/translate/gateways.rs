@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use gwapi::gateways::{Gateway, GatewayStatus};
+use gwapi::listenersets::{ListenerSet, ListenerSetStatus};
 use proxy_config::{GatewayConfig, ObjectRef, content_hash};
 
 use super::addresses::{self, Requested};
@@ -11,7 +12,8 @@ use super::attachment::{Attachment, Listeners, attach};
 use super::certificates::server_certificate;
 use super::classes::ClassState;
 use super::compiled::CompiledRoute;
-use super::listeners::{ListenerState, listeners};
+use super::listener_sets::{self, SetState};
+use super::listeners::{ListenerOwner, ListenerState, listeners};
 use super::output::{GatewayPlan, ProxyParameters, Translation};
 use super::parameters::{gateway_parameters, proxy_settings};
 use super::routes::RouteView;
@@ -33,7 +35,13 @@ struct GatewayWork<'a> {
     refusal: Option<Problem>,
     parameters: ProxyParameters,
     addresses: Requested,
+    /// The Gateway's own listeners, then those of its admitted
+    /// ListenerSets.
     listeners: Vec<ListenerState>,
+    /// How many of `listeners` are the Gateway's own.
+    own_listeners: usize,
+    /// Every ListenerSet naming the Gateway, in precedence order.
+    sets: Vec<SetState>,
     config: GatewayConfig,
     attachments: Vec<Attachment>,
     /// `spec.tls.backend.clientCertificateRef`, resolved: the certificate
@@ -51,6 +59,7 @@ pub(super) fn translate(
     only: Option<&BTreeSet<ObjectKey>>,
 ) -> Translation {
     let mut works: Vec<GatewayWork<'_>> = Vec::new();
+    let sets_by_gateway = listener_sets::by_gateway(snapshot);
     let mut gateways: Vec<&Gateway> = snapshot.gateways.iter().collect();
     gateways.sort_by_key(|g| ObjectKey::of(&g.metadata));
     for gateway in gateways {
@@ -60,12 +69,27 @@ pub(super) fn translate(
         let Some(class) = classes.get(&gateway.spec.gateway_class_name) else {
             continue;
         };
-        works.push(gateway_work(snapshot, gateway, class));
+        let sets = sets_by_gateway
+            .get(&ObjectKey::of(&gateway.metadata))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        works.push(gateway_work(snapshot, gateway, class, sets));
     }
     let index: BTreeMap<ObjectKey, usize> = works
         .iter()
         .enumerate()
         .map(|(i, w)| (w.key.clone(), i))
+        .collect();
+    // Each ListenerSet of a Gateway of ours: (its Gateway, its place there).
+    let set_index: BTreeMap<ObjectKey, (usize, usize)> = works
+        .iter()
+        .enumerate()
+        .flat_map(|(w, work)| {
+            work.sets
+                .iter()
+                .enumerate()
+                .map(move |(s, set)| (set.key.clone(), (w, s)))
+        })
         .collect();
 
     let mut translation = Translation {
@@ -84,11 +108,18 @@ pub(super) fn translate(
         let mut compiled_route: Option<CompiledRoute> = None;
         let mut seen_refs = BTreeSet::new();
         for parent in &route.parent_refs {
-            if !parent.is_gateway() {
-                continue;
-            }
-            let gateway_key = route.parent_key(parent);
-            let Some(&work_index) = index.get(&gateway_key) else {
+            // The Gateway the parentRef leads to, and whose listeners there.
+            let (work_index, owner) = if parent.is_gateway() {
+                match index.get(&route.parent_key(parent)) {
+                    Some(&work_index) => (work_index, ListenerOwner::Gateway),
+                    None => continue,
+                }
+            } else if listener_sets::is_listener_set(parent) {
+                match set_index.get(&route.parent_key(parent)) {
+                    Some(&(work_index, set)) => (work_index, ListenerOwner::ListenerSet(set)),
+                    None => continue,
+                }
+            } else {
                 continue;
             };
             if !seen_refs.insert(parent.clone()) {
@@ -97,17 +128,36 @@ pub(super) fn translate(
             let compiled_route =
                 compiled_route.get_or_insert_with(|| rules::compile(snapshot, route));
             let work = &mut works[work_index];
-            let outcome = attach(
-                snapshot,
-                Listeners {
-                    namespace: &work.key.namespace,
-                    states: &mut work.listeners,
-                    attachments: &mut work.attachments,
-                },
-                route,
-                route_index,
-                parent,
-            );
+            let gateway_key = work.key.clone();
+            let refused = match owner {
+                ListenerOwner::ListenerSet(set) => work.sets[set].admitted.clone().err(),
+                ListenerOwner::Gateway => None,
+            };
+            let outcome = match refused {
+                Some(problem) => Err(Problem::new(
+                    reason::NOT_ALLOWED_BY_LISTENERS,
+                    format!(
+                        "ListenerSet {} is not attached to its Gateway: {}",
+                        parent.name, problem.message
+                    ),
+                )),
+                None => attach(
+                    snapshot,
+                    Listeners {
+                        owner,
+                        parent_kind: if owner == ListenerOwner::Gateway {
+                            "Gateway"
+                        } else {
+                            "ListenerSet"
+                        },
+                        states: &mut work.listeners,
+                        attachments: &mut work.attachments,
+                    },
+                    route,
+                    route_index,
+                    parent,
+                ),
+            };
             parents.push(parent_status(
                 route,
                 parent.clone(),
@@ -129,8 +179,9 @@ pub(super) fn translate(
     }
 
     for work in works {
-        let (key, plan) = plan(snapshot, work, routes, &compiled);
+        let (key, plan, sets) = plan(snapshot, work, routes, &compiled);
         translation.gateways.insert(key, plan);
+        translation.listener_sets.extend(sets);
     }
 
     for policy in &snapshot.backend_tls_policies {
@@ -148,6 +199,7 @@ fn gateway_work<'a>(
     snapshot: &Snapshot,
     gateway: &'a Gateway,
     class: &ClassState,
+    sets: &[&ListenerSet],
 ) -> GatewayWork<'a> {
     let key = ObjectKey::of(&gateway.metadata);
     let class_refusal = class.refusal.as_ref().map(|message| {
@@ -174,7 +226,9 @@ fn gateway_work<'a>(
         ..GatewayConfig::default()
     };
     proxy_settings(&parameters.spec, &mut config.settings);
-    let listener_states = listeners(snapshot, gateway, &mut config);
+    let mut listener_states = listeners(snapshot, gateway, &mut config);
+    let own_listeners = listener_states.len();
+    let sets = listener_sets::merge(snapshot, gateway, sets, &mut listener_states, &mut config);
     let backend_client_certificate =
         backend_client_certificate(snapshot, gateway, &key.namespace, &mut config);
     GatewayWork {
@@ -185,6 +239,8 @@ fn gateway_work<'a>(
         parameters,
         addresses,
         listeners: listener_states,
+        own_listeners,
+        sets,
         config,
         attachments: Vec::new(),
         backend_client_certificate,
@@ -235,7 +291,7 @@ fn backend_client_certificate(
     };
     match server_certificate(
         snapshot,
-        namespace,
+        (names::GATEWAY_GROUP, "Gateway", namespace),
         reference.group.as_deref(),
         reference.kind.as_deref(),
         &reference.name,
@@ -255,13 +311,14 @@ fn backend_client_certificate(
     }
 }
 
-/// The Gateway's plan, once every route has attached.
+/// The Gateway's plan, once every route has attached, and the status of
+/// each ListenerSet naming it.
 fn plan(
     snapshot: &Snapshot,
     mut work: GatewayWork<'_>,
     routes: &[RouteView],
     compiled: &[CompiledRoute],
-) -> (ObjectKey, GatewayPlan) {
+) -> (ObjectKey, GatewayPlan, Vec<(ObjectKey, ListenerSetStatus)>) {
     let gateway = work.gateway;
     let (listeners_config, ports) =
         sockets::sockets(&work.listeners, &work.attachments, routes, compiled);
@@ -314,7 +371,7 @@ fn plan(
     let facts = GatewayFacts {
         observed_generation: gateway.metadata.generation,
         refusal: work.refusal.as_ref(),
-        listeners: &work.listeners,
+        listeners: &work.listeners[..work.own_listeners],
         references: work.backend_client_certificate.as_ref().map(|_| ()),
         insecure_frontend: insecure_frontend_validation(gateway),
         address: address.as_ref().copied(),
@@ -324,14 +381,36 @@ fn plan(
     };
     let programmed = facts.programmed();
     let conditions = facts.conditions();
-    let listener_statuses = work
-        .listeners
+    let listener_statuses = work.listeners[..work.own_listeners]
         .iter()
         .map(|listener| listener_status(listener, programmed, gateway.metadata.generation))
         .collect();
+    let set_statuses: Vec<(ObjectKey, ListenerSetStatus)> = work
+        .sets
+        .iter()
+        .map(|set| {
+            let status = listener_sets::status(
+                set,
+                &work.listeners,
+                work.refusal.as_ref(),
+                programmed,
+                |listener| listener_status(listener, programmed, set.generation),
+            );
+            (set.key.clone(), status)
+        })
+        .collect();
+    let attached_sets = work
+        .sets
+        .iter()
+        .filter(|set| set.accepted(&work.listeners))
+        .count();
     let status = GatewayStatus {
         addresses: (!addresses.is_empty()).then_some(addresses),
-        attached_listener_sets: None,
+        // Only CRDs that know ListenerSets have the field.
+        attached_listener_sets: snapshot
+            .served
+            .listener_sets
+            .then(|| i32::try_from(attached_sets).unwrap_or(i32::MAX)),
         conditions: Some(conditions),
         listeners: Some(listener_statuses),
     };
@@ -347,5 +426,5 @@ fn plan(
         ports,
         requested_address: work.addresses.address,
     };
-    (work.key, plan)
+    (work.key, plan, set_statuses)
 }

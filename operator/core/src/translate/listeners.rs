@@ -71,10 +71,26 @@ pub(super) enum AllowedFrom {
     Selector(GatewayListenersAllowedRoutesNamespacesSelector),
 }
 
+/// Whose listener it is: the Gateway's own, or one merged from a
+/// ListenerSet (an index into the Gateway's accepted sets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ListenerOwner {
+    Gateway,
+    ListenerSet(usize),
+}
+
 /// One listener as translation sees it.
 #[derive(Debug, Clone)]
 pub(super) struct ListenerState {
+    pub owner: ListenerOwner,
+    /// Its `sectionName`: unique within its owner only.
     pub name: String,
+    /// Unique among all the Gateway's listeners, the proxy's name for it:
+    /// the name for the Gateway's own, `namespace/set/name` for a set's.
+    pub source: String,
+    /// The owner's namespace: `allowedRoutes.namespaces.from: Same` and
+    /// certificate references are relative to it.
+    pub namespace: String,
     pub port: u16,
     pub protocol: Option<ListenerProtocol>,
     pub hostname: Option<String>,
@@ -104,19 +120,18 @@ impl ListenerState {
 
     pub fn allows_namespace(
         &self,
-        gateway_namespace: &str,
         route_namespace: &str,
         labels: &BTreeMap<String, String>,
     ) -> bool {
         match &self.allowed {
-            AllowedFrom::Same => gateway_namespace == route_namespace,
+            AllowedFrom::Same => self.namespace == route_namespace,
             AllowedFrom::All => true,
             AllowedFrom::Selector(selector) => selector_matches(selector, labels),
         }
     }
 }
 
-fn selector_matches(
+pub(super) fn selector_matches(
     selector: &GatewayListenersAllowedRoutesNamespacesSelector,
     labels: &BTreeMap<String, String>,
 ) -> bool {
@@ -147,27 +162,52 @@ pub(super) fn listeners(
     config: &mut GatewayConfig,
 ) -> Vec<ListenerState> {
     let namespace = gateway.metadata.namespace.clone().unwrap_or_default();
+    let owner = Owner {
+        listener_owner: ListenerOwner::Gateway,
+        kind: "Gateway",
+        namespace: &namespace,
+        source_prefix: None,
+    };
     let mut states: Vec<ListenerState> = gateway
         .spec
         .listeners
         .iter()
-        .map(|listener| listener_state(snapshot, gateway, &namespace, listener, config))
+        .map(|listener| listener_state(snapshot, gateway, &owner, listener, config))
         .collect();
     mark_conflicts(&mut states);
     states
 }
 
-fn listener_state(
+/// Who declares a listener, for its state.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Owner<'a> {
+    pub listener_owner: ListenerOwner,
+    /// The declaring kind, for ReferenceGrants (`from.kind`).
+    pub kind: &'a str,
+    pub namespace: &'a str,
+    /// `namespace/name/` of a ListenerSet, making its sources unique.
+    pub source_prefix: Option<&'a str>,
+}
+
+/// One listener's state. The Gateway's `spec.tls.frontend` applies to
+/// every listener on its ports, its own or a ListenerSet's.
+pub(super) fn listener_state(
     snapshot: &Snapshot,
     gateway: &Gateway,
-    namespace: &str,
+    owner: &Owner<'_>,
     listener: &GatewayListeners,
     config: &mut GatewayConfig,
 ) -> ListenerState {
     let tls = listener.tls.as_ref();
     let protocol = ListenerProtocol::parse(&listener.protocol, tls.and_then(|t| t.mode.as_ref()));
     let mut state = ListenerState {
+        owner: owner.listener_owner,
         name: listener.name.clone(),
+        source: match owner.source_prefix {
+            Some(prefix) => format!("{prefix}{}", listener.name),
+            None => listener.name.clone(),
+        },
+        namespace: owner.namespace.to_owned(),
         port: u16::try_from(listener.port).unwrap_or(0),
         protocol,
         hostname: listener.hostname.clone().filter(|h| !h.is_empty()),
@@ -280,7 +320,7 @@ fn listener_state(
         for reference in refs {
             match server_certificate(
                 snapshot,
-                namespace,
+                (GATEWAY_GROUP, owner.kind, owner.namespace),
                 reference.group.as_deref(),
                 reference.kind.as_deref(),
                 &reference.name,
@@ -297,7 +337,8 @@ fn listener_state(
                 }
             }
         }
-        match client_validation(snapshot, gateway, namespace, state.port, config) {
+        let gateway_namespace = gateway.metadata.namespace.as_deref().unwrap_or_default();
+        match client_validation(snapshot, gateway, gateway_namespace, state.port, config) {
             Ok((validation, problem)) => {
                 state.client_validation = validation;
                 if let Some(problem) = problem
@@ -452,5 +493,52 @@ fn mark_conflicts(states: &mut [ListenerState]) {
                 });
             }
         }
+    }
+}
+
+/// Conflicts of the listeners from `first` on (those merged from
+/// ListenerSets, in precedence order) with every listener before them that
+/// stands: the earlier listener keeps its port and hostname, the later one
+/// is conflicted. Listeners before `first` are left as they are.
+pub(super) fn mark_later_conflicts(states: &mut [ListenerState], first: usize) {
+    for later in first..states.len() {
+        let (Some(protocol), Ok(())) = (states[later].protocol, &states[later].accepted) else {
+            continue;
+        };
+        let udp = protocol == ListenerProtocol::Udp;
+        let standing: Vec<&ListenerState> = states[..later]
+            .iter()
+            .filter(|earlier| {
+                earlier.accepts_routes()
+                    && earlier.port == states[later].port
+                    && earlier
+                        .protocol
+                        .is_some_and(|p| (p == ListenerProtocol::Udp) == udp)
+            })
+            .collect();
+        let mut protocols: Vec<ListenerProtocol> =
+            standing.iter().filter_map(|s| s.protocol).collect();
+        protocols.push(protocol);
+        let port = states[later].port;
+        let conflict = if !ListenerProtocol::can_share(&protocols) {
+            Some(Problem::new(
+                reason::PROTOCOL_CONFLICT,
+                format!("An earlier listener uses port {port} with an incompatible protocol."),
+            ))
+        } else {
+            let hostname = states[later].hostname.clone().unwrap_or_default();
+            standing
+                .iter()
+                .any(|s| s.hostname.clone().unwrap_or_default() == hostname)
+                .then(|| {
+                    Problem::new(
+                        reason::HOSTNAME_CONFLICT,
+                        format!(
+                            "An earlier listener on port {port} uses the same hostname {hostname:?}."
+                        ),
+                    )
+                })
+        };
+        states[later].conflict = conflict;
     }
 }

@@ -14,6 +14,8 @@
 //!   [`classes`]: which GatewayClasses are accepted; [`features`]: what
 //!   they support;
 //! - [`listeners`]: a Gateway's listeners, their conflicts and references;
+//!   [`listener_sets`]: the ListenerSets it takes, their listeners merged
+//!   after its own, and their status;
 //! - [`routes`]: every route kind seen through one shape; [`attachment`]:
 //!   which listeners a route attaches to, and why not;
 //! - [`backends`] and [`backend_tls`]: backendRefs to endpoints and TLS;
@@ -27,7 +29,7 @@
 //! a future input (Ingress, OpenShift Route) adds a module beside
 //! [`routes`] that yields the same views, not a second translator.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::keys::ObjectKey;
 use crate::snapshot::{EndpointSlices, Snapshot};
@@ -42,6 +44,7 @@ mod compiled;
 pub mod features;
 mod filters;
 mod gateways;
+mod listener_sets;
 mod listeners;
 mod matches;
 mod output;
@@ -84,13 +87,26 @@ pub fn translate_endpoint_change(
         return translation;
     }
     let classes = classes::translate(snapshot);
+    let set_parents: BTreeMap<ObjectKey, ObjectKey> = snapshot
+        .listener_sets
+        .iter()
+        .filter_map(|set| {
+            listener_sets::parent_gateway(set)
+                .map(|gateway| (ObjectKey::of(&set.metadata), gateway))
+        })
+        .collect();
     let routes: Vec<routes::RouteView> = routes::views(snapshot)
         .into_iter()
         .filter(|route| {
-            route
-                .parent_refs
-                .iter()
-                .any(|parent| parent.is_gateway() && affected.contains(&route.parent_key(parent)))
+            route.parent_refs.iter().any(|parent| {
+                let key = route.parent_key(parent);
+                if parent.is_gateway() {
+                    affected.contains(&key)
+                } else {
+                    listener_sets::is_listener_set(parent)
+                        && set_parents.get(&key).is_some_and(|g| affected.contains(g))
+                }
+            })
         })
         .collect();
     let narrow = gateways::translate(snapshot, classes, &routes, Some(&affected));

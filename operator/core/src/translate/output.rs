@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use crds::ProxyConfigSpec;
 use gwapi::gatewayclasses::GatewayClassStatus;
 use gwapi::gateways::GatewayStatus;
+use gwapi::listenersets::ListenerSetStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use proxy_config::GatewayConfig;
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,8 @@ pub struct Translation {
     pub routes: BTreeMap<RouteKey, Vec<RouteParentStatus>>,
     /// Our entries of each BackendTLSPolicy's `status.ancestors`.
     pub policies: BTreeMap<ObjectKey, Vec<PolicyAncestorStatus>>,
+    /// Status of each ListenerSet naming a Gateway of ours.
+    pub listener_sets: BTreeMap<ObjectKey, ListenerSetStatus>,
 }
 
 /// What one Gateway needs: its proxy's config, how to run the proxy, and

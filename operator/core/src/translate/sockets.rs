@@ -57,7 +57,10 @@ pub(super) fn sockets(
             name: name.clone(),
             port,
             protocol,
-            sources: members.iter().map(|&i| listeners[i].name.clone()).collect(),
+            sources: members
+                .iter()
+                .map(|&i| listeners[i].source.clone())
+                .collect(),
             tls: None,
             virtual_hosts: Vec::new(),
             tls_routes: Vec::new(),
@@ -233,7 +236,7 @@ fn virtual_hosts(
     let mut out = Vec::new();
     for (hostname, (owner, mut entries)) in hosts {
         entries.sort_by(|a, b| precedence(a, routes).cmp(&precedence(b, routes)));
-        let source = listeners[owner].name.clone();
+        let source = listeners[owner].source.clone();
         let mut rules = Vec::new();
         let mut rule_ids: BTreeMap<(usize, usize), u32> = BTreeMap::new();
         let mut matches = Vec::new();

@@ -135,10 +135,16 @@ pub(super) fn listener_status(
     gateway_programmed: bool,
     generation: Option<i64>,
 ) -> GatewayStatusListeners {
+    // A conflicted listener is not served, so it is not accepted either,
+    // for the conflict's reason.
+    let accepted = match (&listener.accepted, &listener.conflict) {
+        (Ok(()), Some(conflict)) => Err(conflict),
+        (outcome, _) => outcome.as_ref(),
+    };
     let conditions = vec![
         check(
             reason::ACCEPTED,
-            listener.accepted.as_ref().copied(),
+            accepted.copied(),
             "The listener is valid.",
             generation,
         ),
@@ -164,7 +170,15 @@ pub(super) fn listener_status(
             "All references resolved.",
             generation,
         ),
-        if !listener.programmable() {
+        if let Some(conflict) = &listener.conflict {
+            condition(
+                reason::PROGRAMMED,
+                false,
+                conflict.reason,
+                conflict.message.clone(),
+                generation,
+            )
+        } else if !listener.programmable() {
             condition(
                 reason::PROGRAMMED,
                 false,

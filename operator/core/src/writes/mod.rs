@@ -40,6 +40,7 @@ pub fn writes(translation: &Translation, live: &Live, context: &Context<'_>) -> 
         statuses::classes(translation, live, context, &mut out);
         statuses::routes(translation, live, context, &mut out);
         statuses::policies(translation, live, context, &mut out);
+        statuses::listener_sets(translation, live, context, &mut out);
     }
     out
 }

@@ -92,6 +92,56 @@ pub(super) fn gateways(
     }
 }
 
+/// A ListenerSet's status is ours alone (its parent Gateway's class is
+/// ours), written like a Gateway's: conditions and listeners by name.
+pub(super) fn listener_sets(
+    translation: &Translation,
+    live: &Live,
+    context: &Context<'_>,
+    out: &mut Writes,
+) {
+    for (key, status) in &translation.listener_sets {
+        let Some(current) = live.status(StatusKind::ListenerSet, key) else {
+            continue;
+        };
+        let mut desired = status.clone();
+        if let Some(conditions) = desired.conditions.as_mut() {
+            merge(
+                conditions,
+                &conditions_at(current, "/conditions"),
+                context.now,
+            );
+        }
+        let live_listeners: Vec<gwapi::listenersets::ListenerSetStatusListeners> = current
+            .status
+            .as_deref()
+            .and_then(|s| s.get("listeners"))
+            .cloned()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        for listener in desired.listeners.iter_mut().flatten() {
+            let existing = live_listeners
+                .iter()
+                .find(|l| l.name == listener.name)
+                .map(|l| l.conditions.as_slice())
+                .unwrap_or_default();
+            merge(&mut listener.conditions, existing, context.now);
+        }
+        let Some(desired) = to_json(&desired) else {
+            continue;
+        };
+        if status_equal(current.status.as_deref(), &desired) {
+            continue;
+        }
+        out.statuses.push(patch(
+            StatusKind::ListenerSet,
+            key.clone(),
+            current,
+            desired,
+        ));
+    }
+}
+
 pub(super) fn routes(
     translation: &Translation,
     live: &Live,

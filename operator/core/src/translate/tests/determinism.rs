@@ -14,7 +14,28 @@ fn everything() -> Snapshot {
     let mut yaml = format!("{BASE}{CA}{SERVER_CERT}");
     yaml.push_str(&gateway(
         "  - {name: http, protocol: HTTP, port: 80}\n  - {name: https, protocol: HTTPS, port: 443, hostname: '*.example.com', tls: {certificateRefs: [{name: cert}]}}\n  - {name: tls, protocol: TLS, port: 8443, tls: {mode: Passthrough}}\n  - {name: tcp, protocol: TCP, port: 5432}\n  - {name: udp, protocol: UDP, port: 5353}",
-    ));
+    ).replace("gatewayClassName: portcullis", "gatewayClassName: portcullis\n  allowedListeners: {namespaces: {from: Same}}"));
+    // ListenerSets created in the same second, so that their order comes
+    // from their names alone, and whose hostnames conflict.
+    for (i, host) in ["s0", "s1", "s0"].iter().enumerate() {
+        yaml.push_str(&format!(
+            r#"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {{name: set-{i}, namespace: apps, creationTimestamp: '2026-01-01T00:00:00Z'}}
+spec:
+  parentRef: {{name: edge}}
+  listeners:
+  - {{name: http, protocol: HTTP, port: 80, hostname: {host}.example.net}}
+  - {{name: https, protocol: HTTPS, port: 443, hostname: {host}.example.net, tls: {{certificateRefs: [{{name: cert}}]}}}}
+"#
+        ));
+        yaml.push_str(&route(
+            &format!("to-set-{i}"),
+            &format!("  parentRefs: [{{kind: ListenerSet, name: set-{}}}]\n  rules:\n  - backendRefs: [{{name: echo, port: 8080}}]", i % 2),
+        ));
+    }
     yaml.push_str(
         &gateway("  - {name: http, protocol: HTTP, port: 8080, allowedRoutes: {namespaces: {from: All}}}")
             .replace("name: edge", "name: side")
@@ -131,6 +152,7 @@ fn the_fixture_holds_every_kind_and_they_all_attach() {
         ("udp", base.udp_routes.len()),
         ("grants", base.reference_grants.len()),
         ("policies", base.backend_tls_policies.len()),
+        ("listener sets", base.listener_sets.len()),
     ] {
         assert!(count > 1, "{kind}: {count}");
     }
@@ -159,6 +181,7 @@ proptest! {
         shuffle(&mut shuffled.udp_routes, &mut state);
         shuffle(&mut shuffled.reference_grants, &mut state);
         shuffle(&mut shuffled.backend_tls_policies, &mut state);
+        shuffle(&mut shuffled.listener_sets, &mut state);
         for slices in shuffled.endpoint_slices.values_mut() {
             shuffle(slices, &mut state);
         }

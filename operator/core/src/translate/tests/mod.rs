@@ -19,6 +19,7 @@ mod backend_tls;
 mod classes;
 mod determinism;
 mod endpoints;
+mod listener_sets;
 mod listeners;
 mod parameters;
 mod references;
