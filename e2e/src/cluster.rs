@@ -35,7 +35,9 @@ pub async fn shared() -> tokio::sync::RwLockReadGuard<'static, ()> {
 }
 
 /// Holds the cluster alone, once every running scenario let it go: for a
-/// scenario that swaps the Gateway API CRDs or stops the operator.
+/// scenario that swaps the Gateway API CRDs or stops the operator, or one
+/// whose thousands of objects would flood the operator's watches while
+/// others measure how fast it reacts.
 pub async fn exclusive() -> tokio::sync::RwLockWriteGuard<'static, ()> {
     CLUSTER_USE.write().await
 }

@@ -1,7 +1,7 @@
 //! End-to-end scenarios against the local cluster's real kube-apiserver:
 //! one test binary (one link on 2 cores), one module per story. Most
 //! scenarios share the cluster and run side by side; those that swap the
-//! Gateway API CRDs or restart the operator hold it alone
+//! Gateway API CRDs, restart the operator or flood its watches hold it alone
 //! ([`e2e::cluster::exclusive`]).
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
