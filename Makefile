@@ -47,7 +47,8 @@ cluster-up: ## Start the local Kubernetes: control plane from Go modules, Pods a
 cluster-down: ## Stop the local Kubernetes and remove its processes, namespaces and interfaces.
 	hack/cluster-down.sh
 
-conformance: cluster-up ## Gateway API v1.6.1 conformance, every profile, against the local cluster.
+conformance: ## Gateway API v1.6.1 conformance, every profile, against the local cluster (GATEWAY_API_CHANNEL=experimental for that channel).
+	GATEWAY_API_CHANNEL=standard hack/cluster-up.sh
 	hack/conformance.sh
 
 check-generated: ## Fail when generated Gateway API types drift from the generator.

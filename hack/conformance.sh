@@ -7,10 +7,16 @@
 #
 #   CONFORMANCE_PROFILES  comma list (GATEWAY-HTTP,GATEWAY-GRPC,GATEWAY-TLS,GATEWAY-TCP,GATEWAY-UDP)
 #   CONFORMANCE_RUN_TEST  run only this test (the suite's -run-test)
+#   GATEWAY_API_CHANNEL   standard (default) or experimental: the run installs
+#                         that channel's CRDs and puts the standard ones back
+#                         when it ends; reports are named after the channel
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 profiles=${CONFORMANCE_PROFILES:-GATEWAY-HTTP,GATEWAY-GRPC,GATEWAY-TLS,GATEWAY-TCP,GATEWAY-UDP}
+channel=${GATEWAY_API_CHANNEL:-standard}
+[[ $channel == standard || $channel == experimental ]] ||
+  die "GATEWAY_API_CHANNEL is standard or experimental, not $channel"
 reports=$ROOT/conformance/reports/$GATEWAY_API_VERSION
 # A partial run (one test) must not replace the committed reports.
 [[ -n ${CONFORMANCE_RUN_TEST:-} ]] && reports=$CACHE/conformance-reports
@@ -36,15 +42,61 @@ for ns in gateway-conformance-infra gateway-conformance-app-backend gateway-conf
   fi
 done
 if [[ -f $CACHE/demo/operator.pid ]]; then "$ROOT/hack/demo.sh" --down >/dev/null 2>&1 || true; fi
+
+# The Gateway API CRDs of a channel (the cluster runs the standard ones).
+crd_files() {
+  find "$CACHE/gateway-api/$GATEWAY_API_VERSION/$1" -maxdepth 1 -name 'gateway.networking*.yaml' | sort
+}
+install_crds() {
+  local files
+  mapfile -t files < <(crd_files "$1")
+  if [[ $1 == experimental ]]; then
+    # The standard install's admission policy refuses experimental CRDs
+    # over standard ones (upstream's advice: remove it first); the
+    # standard install brings it back.
+    kubectl delete validatingadmissionpolicybinding,validatingadmissionpolicy \
+      safe-upgrades.gateway.networking.k8s.io --ignore-not-found >/dev/null
+    mapfile -t files < <(printf '%s\n' "${files[@]}" | grep -v '_vap_')
+  fi
+  # The API server takes a moment to drop a deleted policy: retry briefly.
+  local attempt
+  for attempt in 1 2 3 4 5 6 7 8 9 10; do
+    kubectl apply --server-side --force-conflicts "${files[@]/#/-f}" >/dev/null 2>"$CACHE/crd-apply.err" && break
+    ((attempt < 10)) || { cat "$CACHE/crd-apply.err" >&2; die "the $1 CRDs could not be installed"; }
+    sleep 2
+  done
+  kubectl wait --for condition=Established --timeout 60s crd --all >/dev/null
+}
+# Back to the standard channel: its CRDs, and none of the experimental-only.
+restore_standard() {
+  install_crds standard
+  local standard_names extra
+  standard_names=$(crd_files standard | xargs -n1 basename)
+  for file in $(crd_files experimental); do
+    grep -qxF "$(basename "$file")" <<<"$standard_names" && continue
+    extra=$(basename "$file" .yaml)
+    kubectl delete crd "${extra#*_}.${extra%%_*}" --ignore-not-found >/dev/null
+  done
+}
+if [[ $channel == experimental ]]; then
+  log "installing the experimental channel's CRDs (the standard ones come back at the end)"
+  install_crds experimental
+fi
+
 POD_NAMESPACE=portcullis-system "$ROOT/target/debug/portcullis-operator" --admin 127.0.0.1:0 \
   >"$CACHE/conformance-operator.log" 2>&1 &
 operator=$!
-trap 'kill $operator 2>/dev/null; wait $operator 2>/dev/null || true' EXIT
+cleanup() {
+  kill "$operator" 2>/dev/null || true
+  wait "$operator" 2>/dev/null || true
+  if [[ $channel == experimental ]]; then restore_standard; fi
+}
+trap cleanup EXIT
 
 version=$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo dev)
 started=$SECONDS
 combined=$CACHE/conformance-report.yaml
-log "running $profiles in one pass (log: ${CACHE#"$ROOT"/}/conformance.log)"
+log "running $profiles, $channel channel, in one pass (log: ${CACHE#"$ROOT"/}/conformance.log)"
 args=(
   -test.v -test.timeout 80m -test.run '^TestConformance$'
   -gateway-class portcullis
@@ -89,15 +141,15 @@ else
   log "the suite's output: $passed test(s) passed, none failed"
 fi
 # One report per profile, and a summary line for each.
-python3 - "$combined" "$reports" <<'PY'
+python3 - "$combined" "$reports" "$channel" <<'PY'
 import copy, sys, yaml
-combined, reports = sys.argv[1], sys.argv[2]
+combined, reports, channel = sys.argv[1], sys.argv[2], sys.argv[3]
 report = yaml.safe_load(open(combined))
 for profile in report.get("profiles", []):
     single = copy.deepcopy(report)
     single["profiles"] = [profile]
     name = profile["name"].lower()
-    with open(f"{reports}/{name}-report.yaml", "w") as out:
+    with open(f"{reports}/{channel}-{name}-report.yaml", "w") as out:
         yaml.safe_dump(single, out, sort_keys=False)
     parts = []
     for level in ("core", "extended"):
