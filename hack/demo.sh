@@ -50,15 +50,17 @@ if ! kubectl -n portcullis-demo get secret demo-tls >/dev/null 2>&1; then
     -keyout "$demo/demo.key" -out "$demo/demo.crt" 2>/dev/null
   kubectl -n portcullis-demo create secret tls demo-tls --cert="$demo/demo.crt" --key="$demo/demo.key"
 fi
-kubectl apply -f "$ROOT/examples/20-gateway.yaml" -f "$ROOT/examples/30-routes.yaml"
+kubectl apply -f "$ROOT/examples/20-gateway.yaml" -f "$ROOT/examples/30-routes.yaml" \
+  -f "$ROOT/examples/40-listenerset.yaml"
 
 log "waiting for the Gateway to be Programmed"
 kubectl -n portcullis-demo wait --for=condition=Programmed --timeout=180s gateway/demo >/dev/null
 kubectl -n portcullis-demo wait --for=condition=Available --timeout=120s deployment/echo-v1 deployment/echo-v2 >/dev/null
+kubectl -n portcullis-demo wait --for=condition=Programmed --timeout=60s listenerset/shop >/dev/null
 address=$(kubectl -n portcullis-demo get gateway demo -o jsonpath='{.status.addresses[0].value}')
 
 echo
-kubectl get gatewayclass,gateway,httproute -A
+kubectl get gatewayclass,gateway,listenerset,httproute -A
 echo
 echo "\$ curl -si -H 'Host: app.demo.example' http://$address/hello"
 curl -si -H 'Host: app.demo.example' "http://$address/hello" | sed -n '1p;/^location/Ip'
@@ -72,5 +74,8 @@ done | sort | uniq -c
 echo
 echo "\$ curl -H 'x-version: v2' https://app.demo.example/"
 curl -s "${resolve[@]}" -H 'x-version: v2' https://app.demo.example/ | grep '"pod"'
+echo
+echo "\$ curl -H 'Host: shop.example' http://$address/   (a listener the shop team added with a ListenerSet)"
+curl -s -H 'Host: shop.example' "http://$address/" | grep '"pod"'
 echo
 log "demo running: Gateway address $address; stop it with hack/demo.sh --down (make cluster-down stops everything)"
