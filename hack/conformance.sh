@@ -92,6 +92,10 @@ cleanup() {
   if [[ $channel == experimental ]]; then restore_standard; fi
 }
 trap cleanup EXIT
+# The suite reads the features to test from the GatewayClass's status: wait
+# for the operator to write it (a cluster just created has none yet).
+kubectl wait --for=condition=Accepted --timeout=120s gatewayclass/portcullis >/dev/null ||
+  die "GatewayClass portcullis was not accepted; see ${CACHE#"$ROOT"/}/conformance-operator.log"
 
 version=$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo dev)
 started=$SECONDS
