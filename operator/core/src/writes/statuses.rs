@@ -50,28 +50,16 @@ pub(super) fn gateways(
             continue;
         };
         let mut desired = plan.status.clone();
-        if let Some(conditions) = desired.conditions.as_mut() {
-            merge(
-                conditions,
-                &conditions_at(current, "/conditions"),
-                context.now,
-            );
-        }
-        let live_listeners: Vec<gwapi::gateways::GatewayStatusListeners> = current
-            .status
-            .as_deref()
-            .and_then(|s| s.get("listeners"))
-            .cloned()
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default();
-        for listener in desired.listeners.iter_mut().flatten() {
-            let existing = live_listeners
-                .iter()
-                .find(|l| l.name == listener.name)
-                .map(|l| l.conditions.as_slice())
-                .unwrap_or_default();
-            merge(&mut listener.conditions, existing, context.now);
-        }
+        merge_with_live(
+            desired.conditions.as_mut(),
+            desired
+                .listeners
+                .iter_mut()
+                .flatten()
+                .map(|l| (l.name.as_str(), &mut l.conditions)),
+            current,
+            context.now,
+        );
         let Some(mut desired) = to_json(&desired) else {
             continue;
         };
@@ -105,28 +93,16 @@ pub(super) fn listener_sets(
             continue;
         };
         let mut desired = status.clone();
-        if let Some(conditions) = desired.conditions.as_mut() {
-            merge(
-                conditions,
-                &conditions_at(current, "/conditions"),
-                context.now,
-            );
-        }
-        let live_listeners: Vec<gwapi::listenersets::ListenerSetStatusListeners> = current
-            .status
-            .as_deref()
-            .and_then(|s| s.get("listeners"))
-            .cloned()
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default();
-        for listener in desired.listeners.iter_mut().flatten() {
-            let existing = live_listeners
-                .iter()
-                .find(|l| l.name == listener.name)
-                .map(|l| l.conditions.as_slice())
-                .unwrap_or_default();
-            merge(&mut listener.conditions, existing, context.now);
-        }
+        merge_with_live(
+            desired.conditions.as_mut(),
+            desired
+                .listeners
+                .iter_mut()
+                .flatten()
+                .map(|l| (l.name.as_str(), &mut l.conditions)),
+            current,
+            context.now,
+        );
         let Some(desired) = to_json(&desired) else {
             continue;
         };
@@ -335,6 +311,42 @@ fn to_json<T: Serialize>(value: &T) -> Option<serde_json::Value> {
 }
 
 /// The conditions at `pointer` in a live status.
+/// Keeps the `lastTransitionTime`s of a Gateway's or ListenerSet's status:
+/// its conditions, and each listener's, matched by name, against what the
+/// object carries.
+fn merge_with_live<'a>(
+    conditions: Option<&mut Vec<Condition>>,
+    listeners: impl Iterator<Item = (&'a str, &'a mut Vec<Condition>)>,
+    current: &LiveStatus,
+    now: &Time,
+) {
+    /// A live listener entry, of either kind: only what merging needs.
+    #[derive(serde::Deserialize)]
+    struct LiveListener {
+        name: String,
+        #[serde(default)]
+        conditions: Vec<Condition>,
+    }
+    if let Some(conditions) = conditions {
+        merge(conditions, &conditions_at(current, "/conditions"), now);
+    }
+    let live: Vec<LiveListener> = current
+        .status
+        .as_deref()
+        .and_then(|s| s.get("listeners"))
+        .cloned()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    for (name, conditions) in listeners {
+        let existing = live
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| l.conditions.as_slice())
+            .unwrap_or_default();
+        merge(conditions, existing, now);
+    }
+}
+
 fn conditions_at(current: &LiveStatus, pointer: &str) -> Vec<Condition> {
     current
         .status

@@ -425,3 +425,61 @@ fn a_route_memo_skips_the_comparison_until_the_route_moves() {
     memo.remember(&gone, &mut Writes::default());
     assert!(!memo.unchanged(&route, &version, &translation.routes[&route]));
 }
+
+#[test]
+fn a_listener_sets_status_is_written_once_and_keeps_its_transition_times() {
+    let yaml = format!(
+        "{BASE}{}{}",
+        gateway(HTTP_LISTENER).replace(
+            "gatewayClassName: portcullis",
+            "gatewayClassName: portcullis\n  allowedListeners: {namespaces: {from: Same}}"
+        ),
+        "\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: ListenerSet\nmetadata: {name: team, namespace: apps, generation: 1}\nspec:\n  parentRef: {name: edge}\n  listeners:\n  - {name: team, protocol: HTTP, port: 80, hostname: team.example}\n"
+    );
+    let translation = translate(&snapshot(&yaml));
+    let set = StatusTarget::new(StatusKind::ListenerSet, ObjectKey::new("apps", "team"));
+    let mut live = empty_statuses();
+    live.statuses.insert(
+        set.clone(),
+        LiveStatus {
+            resource_version: "1".into(),
+            status: None,
+        },
+    );
+    let first = writes_of(&translation, &live, &BTreeSet::new(), Scope::All);
+    let patch = first
+        .statuses
+        .iter()
+        .find(|p| p.target == set)
+        .expect("the set's status is written");
+    assert_eq!(patch.status["listeners"][0]["name"], "team");
+    assert_eq!(
+        patch.status["listeners"][0]["conditions"][0]["lastTransitionTime"],
+        serde_json::to_value(now()).unwrap()
+    );
+
+    // A later pass with nothing changed: the times it wrote are kept, so
+    // there is nothing to write.
+    let live = after(live, &first);
+    let memo = StatusMemo::default();
+    let (settings, later) = (
+        settings(),
+        Time(Timestamp::from_second(2_000_000_600).unwrap()),
+    );
+    let second = writes(
+        &translation,
+        &live,
+        &Context {
+            settings: &settings,
+            now: &later,
+            held: &BTreeSet::new(),
+            scope: Scope::All,
+            memo: &memo,
+        },
+    );
+    assert!(
+        second.statuses.iter().all(|p| p.target != set),
+        "{:#?}",
+        second.statuses
+    );
+}
