@@ -70,13 +70,23 @@ pub(super) async fn forward(
     let per_try = rule.timeouts.backend_request_ms.map(Duration::from_millis);
     let deadline = overall.map(|d| tokio::time::Instant::now() + d);
 
+    // Whether a retry after `attempt` may start: attempts are left, and its
+    // backoff ends before the request's deadline (a retry that could not
+    // finish in time is not started).
+    let may_retry = |attempt: u32| {
+        attempt + 1 < attempts
+            && deadline.is_none_or(|d| {
+                tokio::time::Instant::now()
+                    + retry.map_or(Duration::ZERO, |r| backoff(r, attempt + 1))
+                    < d
+            })
+    };
     let mut last = RequestError::NoEndpoint;
     for attempt in 0..attempts {
-        if attempt > 0 {
-            let backoff = retry.map_or(0, |r| {
-                r.backoff_ms.saturating_mul(1 << (attempt - 1).min(10))
-            });
-            tokio::time::sleep(Duration::from_millis(backoff)).await;
+        if attempt > 0
+            && let Some(retry) = retry
+        {
+            tokio::time::sleep(backoff(retry, attempt)).await;
         }
         let now_ms = shared.now_ms();
         let endpoint = backend.pick(now_ms).ok_or(RequestError::NoEndpoint)?;
@@ -118,7 +128,7 @@ pub(super) async fn forward(
             None => {
                 endpoint.failed(now_ms);
                 last = RequestError::Timeout;
-                if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                if !may_retry(attempt) {
                     return Err(last);
                 }
             }
@@ -135,7 +145,7 @@ pub(super) async fn forward(
                 }
                 debug!(backend = %backend.name, endpoint = %endpoint.address, error = %err, "upstream request failed");
                 last = RequestError::Unreachable { connect };
-                if !retry.is_some_and(|r| r.on_connect_failure) {
+                if !retry.is_some_and(|r| r.on_connect_failure) || !may_retry(attempt) {
                     return Err(last);
                 }
             }
@@ -147,7 +157,7 @@ pub(super) async fn forward(
                     endpoint.succeeded();
                 }
                 let retryable = retry.is_some_and(|r| r.status_codes.contains(&status.as_u16()));
-                if retryable && attempt + 1 < attempts {
+                if retryable && may_retry(attempt) {
                     continue;
                 }
                 if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -163,6 +173,15 @@ pub(super) async fn forward(
         }
     }
     Err(last)
+}
+
+/// The wait before retry `number` (1 for the first): the rule's backoff,
+/// doubled for each further retry up to ten times the first wait (Envoy's
+/// bound), so that a long run of retries never waits unboundedly.
+fn backoff(retry: &proxy_config::Retry, number: u32) -> Duration {
+    let base = retry.backoff_ms;
+    let doubled = base.saturating_mul(1u64 << number.saturating_sub(1).min(16));
+    Duration::from_millis(doubled.min(base.saturating_mul(10)))
 }
 
 /// Copies bytes both ways between an upgraded client and backend.

@@ -309,6 +309,166 @@ async fn retries_on_listed_status_codes_and_ejects_failing_endpoints() {
 }
 
 #[tokio::test]
+async fn retries_follow_gateway_api_retry_codes_attempts_timeouts_and_backoff() {
+    let web = EchoServer::start("web").await;
+    let port = free_port();
+    let with = |name: &str, retry: Retry, timeouts: Option<Timeouts>| {
+        let mut rule = rule(name, vec![to("web", 1)], vec![]);
+        rule.retry = Some(retry);
+        rule.timeouts = timeouts;
+        rule
+    };
+    let on_500 = Retry {
+        attempts: 3,
+        status_codes: vec![500],
+        backoff_ms: 1,
+        on_connect_failure: true,
+    };
+    let no_codes = Retry {
+        attempts: 2,
+        status_codes: vec![],
+        backoff_ms: 1,
+        on_connect_failure: true,
+    };
+    let timeouts = |request_ms, backend_request_ms| {
+        Some(Timeouts {
+            request_ms,
+            backend_request_ms,
+        })
+    };
+    let slow_backoff = Retry {
+        backoff_ms: 500,
+        ..on_500.clone()
+    };
+    let _proxy = InProcessProxy::start(gateway(
+        vec![http_listener(
+            "http",
+            port,
+            vec![
+                vhost(
+                    "http",
+                    &["codes.test"],
+                    vec![(prefix("/"), with("codes", on_500.clone(), None))],
+                ),
+                vhost(
+                    "http",
+                    &["timeouts.test"],
+                    vec![(
+                        prefix("/"),
+                        with("timeouts", no_codes, timeouts(None, Some(200))),
+                    )],
+                ),
+                vhost(
+                    "http",
+                    &["deadline.test"],
+                    vec![(
+                        prefix("/"),
+                        with(
+                            "deadline",
+                            Retry {
+                                attempts: 5,
+                                ..on_500.clone()
+                            },
+                            timeouts(Some(400), Some(200)),
+                        ),
+                    )],
+                ),
+                vhost(
+                    "http",
+                    &["backoff.test"],
+                    vec![(
+                        prefix("/"),
+                        with("backoff", slow_backoff, timeouts(Some(400), None)),
+                    )],
+                ),
+            ],
+        )],
+        vec![service("web", &web)],
+    ))
+    .await;
+    let client = client();
+    let url = format!("http://127.0.0.1:{port}/flaky");
+    // (host, id, fail, status, delay ms) → answer, tries the backend saw.
+    let cases: [(&str, &str, u32, u16, u64, StatusCode, u32); 7] = [
+        ("codes.test", "two-failures", 2, 500, 0, StatusCode::OK, 3),
+        (
+            "codes.test",
+            "four-failures",
+            4,
+            500,
+            0,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            4,
+        ),
+        (
+            "codes.test",
+            "unlisted-code",
+            2,
+            503,
+            0,
+            StatusCode::SERVICE_UNAVAILABLE,
+            1,
+        ),
+        (
+            "timeouts.test",
+            "slow-twice",
+            2,
+            500,
+            300,
+            StatusCode::OK,
+            3,
+        ),
+        (
+            "timeouts.test",
+            "slow-thrice",
+            3,
+            500,
+            300,
+            StatusCode::GATEWAY_TIMEOUT,
+            3,
+        ),
+        (
+            "deadline.test",
+            "past-deadline",
+            4,
+            500,
+            150,
+            StatusCode::GATEWAY_TIMEOUT,
+            3,
+        ),
+        (
+            "backoff.test",
+            "backoff-past-deadline",
+            1,
+            500,
+            0,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            1,
+        ),
+    ];
+    for (host, id, fail, status, delay, want, tries) in cases {
+        let started = std::time::Instant::now();
+        let answer = get(
+            &client,
+            &format!("{url}?id={id}&fail={fail}&status={status}&delay={delay}"),
+            &[("host", host)],
+        )
+        .await;
+        let took = started.elapsed();
+        assert_eq!((id, answer.status), (id, want));
+        // The backend counts a try when it starts; give a cut one a moment.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!((id, flaky_tries(id)), (id, tries), "tries the backend saw");
+        if host == "backoff.test" || host == "deadline.test" {
+            assert!(
+                took < std::time::Duration::from_millis(450),
+                "{id}: no retry outlives the request timeout ({took:?})"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn cors_preflights_are_answered_and_simple_requests_get_allow_origin() {
     let web = EchoServer::start("web").await;
     let port = free_port();

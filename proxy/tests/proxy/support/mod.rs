@@ -36,8 +36,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// An HTTP backend that answers with JSON describing what it received.
-/// `/status/NNN` answers NNN; an `Upgrade` request switches protocols and
-/// echoes raw bytes.
+/// `/status/NNN` answers NNN; `/delay/MS` waits first; `/flaky?id=I&fail=N`
+/// fails the first N tries of I (with `status`, 500 by default, after
+/// `delay` ms), like the conformance suite's retry simulation; an `Upgrade`
+/// request switches protocols and echoes raw bytes.
 pub struct EchoServer {
     pub name: String,
     pub address: SocketAddr,
@@ -95,10 +97,55 @@ impl EchoServer {
     }
 }
 
+/// Tries of each `/flaky` id so far, across every echo server.
+static FLAKY_TRIES: std::sync::Mutex<BTreeMap<String, u32>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// How many times the backends saw `/flaky?id=<id>`.
+pub fn flaky_tries(id: &str) -> u32 {
+    FLAKY_TRIES
+        .lock()
+        .map(|tries| tries.get(id).copied().unwrap_or(0))
+        .unwrap_or(0)
+}
+
+/// The failing answer of a `/flaky` try, or None once it is to succeed.
+async fn flaky(request: &Request<Incoming>) -> Option<StatusCode> {
+    let query: BTreeMap<String, String> = request
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let number = |key: &str| query.get(key).and_then(|v| v.parse::<u64>().ok());
+    let id = query.get("id")?.clone();
+    let tries = {
+        let mut all = FLAKY_TRIES.lock().ok()?;
+        let tries = all.entry(id).or_insert(0);
+        *tries += 1;
+        *tries
+    };
+    if u64::from(tries) > number("fail").unwrap_or(0) {
+        return None;
+    }
+    tokio::time::sleep(Duration::from_millis(number("delay").unwrap_or(0))).await;
+    let status = u16::try_from(number("status").unwrap_or(500)).ok()?;
+    StatusCode::from_u16(status).ok()
+}
+
 async fn echo(
     name: String,
     mut request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if request.uri().path() == "/flaky"
+        && let Some(status) = flaky(&request).await
+    {
+        let mut response = Response::new(Full::new(Bytes::from_static(b"flaky")));
+        *response.status_mut() = status;
+        return Ok(response);
+    }
     if request.headers().contains_key(http::header::UPGRADE) {
         let upgrade = hyper::upgrade::on(&mut request);
         tokio::spawn(async move {
