@@ -72,6 +72,7 @@ pub async fn run(
         info!(
             kinds = ?apis.resources.iter().map(|(k, r)| format!("{k}/{}", r.version)).collect::<Vec<_>>(),
             bundle_version = ?apis.bundle_version,
+            experimental = ?apis.experimental,
             "watching the served Gateway API kinds"
         );
         let mut controller = Controller::start(

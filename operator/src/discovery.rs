@@ -4,7 +4,7 @@
 //! change of the CRDs (an install, an upgrade) makes the operator discover
 //! again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -24,6 +24,8 @@ use crate::error::Error;
 pub struct GatewayApis {
     pub resources: BTreeMap<String, ApiResource>,
     pub bundle_version: Option<String>,
+    /// Kinds whose CRD is the experimental channel's.
+    pub experimental: BTreeSet<String>,
     /// Whether our own ProxyConfig CRD is installed.
     pub proxy_configs: bool,
 }
@@ -53,6 +55,7 @@ impl GatewayApis {
             backend_tls_policies: self.resources.contains_key("BackendTLSPolicy"),
             listener_sets: self.resources.contains_key("ListenerSet"),
             bundle_version: self.bundle_version.clone(),
+            experimental: self.experimental.clone(),
         }
     }
 
@@ -80,16 +83,32 @@ pub async fn discover(client: &Client) -> Result<GatewayApis, Error> {
             }
         }
     }
+    // Each CRD says its release channel; the Gateway CRD, the bundle's
+    // version. A CRD the operator may not read counts as standard.
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    apis.bundle_version = crds
-        .get_opt(&format!("gateways.{GATEWAY_GROUP}"))
-        .await
-        .ok()
-        .flatten()
-        .and_then(|crd| crd.metadata.annotations)
-        .and_then(|a| a.get("gateway.networking.k8s.io/bundle-version").cloned());
+    for (kind, resource) in &apis.resources {
+        let annotations = crds
+            .get_opt(&format!("{}.{GATEWAY_GROUP}", resource.plural))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|crd| crd.metadata.annotations)
+            .unwrap_or_default();
+        if annotations
+            .get(gwapi::CHANNEL_ANNOTATION)
+            .map(String::as_str)
+            == Some("experimental")
+        {
+            apis.experimental.insert(kind.clone());
+        }
+        if kind == "Gateway" {
+            apis.bundle_version = annotations.get(BUNDLE_VERSION_ANNOTATION).cloned();
+        }
+    }
     Ok(apis)
 }
+
+const BUNDLE_VERSION_ANNOTATION: &str = "gateway.networking.k8s.io/bundle-version";
 
 /// How long a batch of CRD changes is given to land before discovery looks.
 const SETTLE: Duration = Duration::from_millis(500);

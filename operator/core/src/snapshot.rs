@@ -30,6 +30,10 @@ pub struct ServedKinds {
     pub listener_sets: bool,
     /// `gateway.networking.k8s.io/bundle-version` of the installed CRDs.
     pub bundle_version: Option<String>,
+    /// Kinds whose installed CRD is the experimental channel's
+    /// (`gateway.networking.k8s.io/channel`): their experimental fields
+    /// reach the operator, so it can honour them.
+    pub experimental: BTreeSet<String>,
 }
 
 impl ServedKinds {
@@ -41,6 +45,7 @@ impl ServedKinds {
             backend_tls_policies: true,
             listener_sets: true,
             bundle_version: Some("v1.6.1".to_owned()),
+            experimental: BTreeSet::new(),
         }
     }
 }

@@ -15,6 +15,9 @@ pub(super) struct CompiledRoute {
     pub unresolved: Vec<Problem>,
     /// Why rules were dropped, for `PartiallyInvalid`.
     pub dropped: Vec<String>,
+    /// Fields this gateway does not honour (the rules still serve), named
+    /// in the `Accepted` condition's message.
+    pub not_honoured: Vec<String>,
     pub backends: BTreeMap<String, Backend>,
     pub ca_bundles: BTreeMap<String, String>,
     /// BackendTLSPolicies used, and what was wrong with them.

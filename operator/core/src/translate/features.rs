@@ -1,6 +1,8 @@
 //! `GatewayClass.status.supportedFeatures`: exactly what this implementation
 //! does, so that the conformance suite (and users) can rely on it. Kinds
-//! the cluster does not serve are left out with their features.
+//! the cluster does not serve are left out with their features, and so are
+//! the features of experimental fields when the installed CRD is the
+//! standard channel's (which drops those fields).
 
 use crate::keys::RouteKind;
 use crate::snapshot::ServedKinds;
@@ -28,6 +30,7 @@ const HTTP_ROUTE: &[&str] = &[
     "HTTPRouteBackendRequestHeaderModification",
     "HTTPRouteBackendTimeout",
     "HTTPRouteCORS",
+    "HTTPRouteDestinationPortMatching",
     "HTTPRouteHostRewrite",
     "HTTPRouteMethodMatching",
     "HTTPRouteNamedRouteRule",
@@ -42,6 +45,13 @@ const HTTP_ROUTE: &[&str] = &[
     "HTTPRouteRequestTimeout",
     "HTTPRouteResponseHeaderModification",
     "HTTPRouteSchemeRedirect",
+];
+
+/// Features of fields only the experimental channel's HTTPRoute CRD has.
+const HTTP_ROUTE_EXPERIMENTAL: &[&str] = &[
+    "HTTPRouteRetry",
+    "HTTPRouteRetryBackendTimeout",
+    "HTTPRouteRetryConnectionError",
 ];
 
 const GRPC_ROUTE: &[&str] = &["GRPCRoute", "GRPCRouteNamedRouteRule"];
@@ -63,6 +73,9 @@ pub fn supported(served: &ServedKinds) -> Vec<&'static str> {
             RouteKind::Tcp => TCP_ROUTE,
             RouteKind::Udp => UDP_ROUTE,
         });
+        if *kind == RouteKind::Http && served.experimental.contains(kind.name()) {
+            names.extend_from_slice(HTTP_ROUTE_EXPERIMENTAL);
+        }
     }
     if served.reference_grants {
         names.extend_from_slice(REFERENCE_GRANT);

@@ -182,6 +182,18 @@ pub(super) fn filters(
                     body: String::new(),
                 })
             }
+            HttpRouteRulesFiltersType::ExternalAuth => {
+                // Not implemented yet. Serving the rule without it would
+                // let unauthenticated requests through: they get 500.
+                out.not_honoured.push(
+                    "filter ExternalAuth is not implemented yet; requests that would pass through it get 500."
+                        .to_owned(),
+                );
+                HttpFilter::DirectResponse(DirectResponse {
+                    status_code: 500,
+                    body: String::new(),
+                })
+            }
         };
         compiled.push(filter);
     }

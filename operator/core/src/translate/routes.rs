@@ -2,9 +2,10 @@
 //! listeners: `parentRefs`, `sectionName`/`port`, `allowedRoutes` and
 //! hostname intersection.
 
-use gwapi::grpcroutes::GrpcRouteRulesMatches;
+use gwapi::grpcroutes::{GrpcRouteRulesMatches, GrpcRouteUseDefaultGateways};
 use gwapi::httproutes::{
-    HttpRouteRulesBackendRefs, HttpRouteRulesFilters, HttpRouteRulesMatches, HttpRouteRulesTimeouts,
+    HttpRouteRulesBackendRefs, HttpRouteRulesFilters, HttpRouteRulesMatches, HttpRouteRulesRetry,
+    HttpRouteRulesTimeouts, HttpRouteUseDefaultGateways,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde::{Deserialize, Serialize};
@@ -57,6 +58,10 @@ pub(super) struct RuleView {
     pub filters: Vec<HttpRouteRulesFilters>,
     pub backends: Vec<HttpRouteRulesBackendRefs>,
     pub timeouts: Option<HttpRouteRulesTimeouts>,
+    /// Experimental channel only.
+    pub retry: Option<HttpRouteRulesRetry>,
+    /// Experimental channel only; not implemented yet, so reported.
+    pub session_persistence: bool,
 }
 
 /// One route of any kind.
@@ -71,6 +76,9 @@ pub(super) struct RouteView {
     pub parent_refs: Vec<ParentRef>,
     pub hostnames: Vec<String>,
     pub rules: Vec<RuleView>,
+    /// `spec.useDefaultGateways` (experimental channel): not implemented
+    /// yet, so reported.
+    pub uses_default_gateways: bool,
 }
 
 impl RouteView {
@@ -103,6 +111,7 @@ impl RouteView {
             parent_refs: Vec::new(),
             hostnames: Vec::new(),
             rules: Vec::new(),
+            uses_default_gateways: false,
         }
     }
 }
@@ -125,8 +134,14 @@ pub(super) fn views(snapshot: &Snapshot) -> Vec<RouteView> {
                 filters: rule.filters.clone().unwrap_or_default(),
                 backends: rule.backend_refs.clone().unwrap_or_default(),
                 timeouts: rule.timeouts.clone(),
+                retry: rule.retry.clone(),
+                session_persistence: rule.session_persistence.is_some(),
             })
             .collect();
+        view.uses_default_gateways = matches!(
+            route.spec.use_default_gateways,
+            Some(HttpRouteUseDefaultGateways::All)
+        );
         views.push(view);
     }
     for route in &snapshot.grpc_routes {
@@ -144,8 +159,14 @@ pub(super) fn views(snapshot: &Snapshot) -> Vec<RouteView> {
                 filters: reshape(&rule.filters).unwrap_or_default(),
                 backends: reshape(&rule.backend_refs).unwrap_or_default(),
                 timeouts: None,
+                retry: None,
+                session_persistence: rule.session_persistence.is_some(),
             })
             .collect();
+        view.uses_default_gateways = matches!(
+            route.spec.use_default_gateways,
+            Some(GrpcRouteUseDefaultGateways::All)
+        );
         views.push(view);
     }
     for route in &snapshot.tls_routes {
@@ -190,6 +211,8 @@ fn stream_rules<T: Serialize>(rules: &[T]) -> Vec<RuleView> {
             filters: Vec::new(),
             backends: rule.backend_refs,
             timeouts: None,
+            retry: None,
+            session_persistence: false,
         })
         .collect()
 }

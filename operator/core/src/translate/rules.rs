@@ -2,8 +2,8 @@
 //! backends. One bad rule is dropped alone (and reported); one bad backend
 //! keeps its share of traffic answering 500, as the spec asks.
 
-use gwapi::httproutes::{HttpRouteRulesBackendRefs, HttpRouteRulesFilters};
-use proxy_config::{BackendTarget, HttpRule, RouteRef, Timeouts, WeightedBackend};
+use gwapi::httproutes::{HttpRouteRulesBackendRefs, HttpRouteRulesFilters, HttpRouteRulesRetry};
+use proxy_config::{BackendTarget, HttpRule, Retry, RouteRef, Timeouts, WeightedBackend};
 
 use super::backends::{BackendRefFields, BackendUse, resolve};
 use super::compiled::{CompiledRoute, CompiledRule};
@@ -17,6 +17,12 @@ use crate::snapshot::Snapshot;
 
 pub(super) fn compile(snapshot: &Snapshot, route: &RouteView) -> CompiledRoute {
     let mut out = CompiledRoute::default();
+    if route.uses_default_gateways {
+        out.not_honoured.push(
+            "spec.useDefaultGateways is not implemented yet; the route attaches to its parentRefs only."
+                .to_owned(),
+        );
+    }
     for (index, rule) in route.rules.iter().enumerate() {
         let index = u32::try_from(index).unwrap_or(u32::MAX);
         let route_ref = RouteRef {
@@ -77,6 +83,21 @@ pub(super) fn compile(snapshot: &Snapshot, route: &RouteView) -> CompiledRoute {
                 .and_then(parse_duration_ms)
                 .filter(|ms| *ms > 0),
         });
+        let label = rule_label(rule.name.as_deref(), index);
+        let retry = rule.retry.as_ref().and_then(|spec| {
+            let (retry, notes) = retry(spec);
+            out.not_honoured.extend(
+                notes
+                    .into_iter()
+                    .map(|note| format!("rule {label}: {note}")),
+            );
+            retry
+        });
+        if rule.session_persistence {
+            out.not_honoured.push(format!(
+                "rule {label}: sessionPersistence is not implemented yet; requests are balanced as if it were unset."
+            ));
+        }
         out.rules.push(CompiledRule {
             rule: HttpRule {
                 route: route_ref,
@@ -84,12 +105,74 @@ pub(super) fn compile(snapshot: &Snapshot, route: &RouteView) -> CompiledRoute {
                 backends,
                 timeouts: timeouts
                     .filter(|t| t.request_ms.is_some() || t.backend_request_ms.is_some()),
-                retry: None,
+                retry,
             },
             matches,
         });
     }
     out
+}
+
+/// Retries beyond the first attempt when `attempts` is unset (the spec
+/// leaves it to the implementation; Istio and Envoy Gateway also use 2).
+pub(super) const DEFAULT_RETRY_ATTEMPTS: u32 = 2;
+/// The most retries one request may make, as the proxy's contract allows.
+pub(super) const MAX_RETRY_ATTEMPTS: u32 = 100;
+/// The first wait before a retry when `backoff` is unset (Envoy's base
+/// interval); it doubles with each further retry.
+pub(super) const DEFAULT_RETRY_BACKOFF_MS: u64 = 25;
+
+/// An HTTPRoute rule's `retry` as the proxy applies it: `attempts` retries
+/// beyond the first try, on the listed status codes, on a connection error
+/// and on an attempt that reached `timeouts.backendRequest` (the spec's
+/// HTTPRouteRetryConnectionError and HTTPRouteRetryBackendTimeout), with
+/// `backoff` as the least wait between tries. `None` when it asks for no
+/// retry at all; the notes say what could not be honoured as written.
+pub(super) fn retry(spec: &HttpRouteRulesRetry) -> (Option<Retry>, Vec<String>) {
+    let mut notes = Vec::new();
+    let attempts = match spec.attempts {
+        None => DEFAULT_RETRY_ATTEMPTS,
+        Some(attempts) if attempts <= 0 => return (None, notes),
+        Some(attempts) => {
+            let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
+            if attempts > MAX_RETRY_ATTEMPTS {
+                notes.push(format!(
+                    "retry.attempts {attempts} is capped at {MAX_RETRY_ATTEMPTS}."
+                ));
+            }
+            attempts.min(MAX_RETRY_ATTEMPTS)
+        }
+    };
+    let mut status_codes = Vec::new();
+    for code in spec.codes.iter().flatten() {
+        match u16::try_from(*code) {
+            Ok(code) if (400..=599).contains(&code) => status_codes.push(code),
+            _ => notes.push(format!(
+                "retry.codes {code} is not an HTTP error status (400-599) and is ignored."
+            )),
+        }
+    }
+    status_codes.sort_unstable();
+    status_codes.dedup();
+    let backoff_ms = match spec.backoff.as_deref() {
+        None => DEFAULT_RETRY_BACKOFF_MS,
+        Some(text) => match parse_duration_ms(text) {
+            Some(ms) => ms,
+            None => {
+                notes.push(format!(
+                    "retry.backoff {text:?} is not a Gateway API duration; {DEFAULT_RETRY_BACKOFF_MS}ms is used."
+                ));
+                DEFAULT_RETRY_BACKOFF_MS
+            }
+        },
+    };
+    let retry = Retry {
+        attempts,
+        status_codes,
+        backoff_ms,
+        on_connect_failure: true,
+    };
+    (Some(retry), notes)
 }
 
 fn rule_label(name: Option<&str>, index: u32) -> String {

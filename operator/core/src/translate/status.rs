@@ -241,11 +241,21 @@ pub(super) fn parent_status(
             format!("Every rule is invalid: {}", compiled.dropped.join(" ")),
             generation,
         ),
-        (Ok(()), false) => condition(
+        (Ok(()), false) if compiled.not_honoured.is_empty() => condition(
             reason::ACCEPTED,
             true,
             reason::ACCEPTED,
             "The route is attached.",
+            generation,
+        ),
+        (Ok(()), false) => condition(
+            reason::ACCEPTED,
+            true,
+            reason::ACCEPTED,
+            format!(
+                "The route is attached. Not honoured: {}",
+                compiled.not_honoured.join(" ")
+            ),
             generation,
         ),
     });

@@ -48,3 +48,42 @@ fn a_missing_proxy_config_refuses_the_class_naming_the_field() {
     assert_eq!(gateway_accepted.reason, "InvalidParameters");
     assert!(!plan(&t).provision);
 }
+
+fn features_of(t: &Translation) -> Vec<String> {
+    t.classes["portcullis"]
+        .supported_features
+        .iter()
+        .flatten()
+        .map(|f| f.name.clone())
+        .collect()
+}
+
+#[test]
+fn retry_features_are_claimed_only_where_the_httproute_crd_can_carry_retry() {
+    const RETRY: [&str; 3] = [
+        "HTTPRouteRetry",
+        "HTTPRouteRetryBackendTimeout",
+        "HTTPRouteRetryConnectionError",
+    ];
+    // The standard channel's CRD drops `retry`: claiming it would be a lie.
+    let standard = features_of(&translate(&snapshot(BASE)));
+    for name in RETRY {
+        assert!(!standard.contains(&name.to_owned()), "{name} on standard");
+    }
+    assert!(standard.contains(&"HTTPRouteDestinationPortMatching".to_owned()));
+    let mut experimental = snapshot(BASE);
+    experimental
+        .served
+        .experimental
+        .insert("HTTPRoute".to_owned());
+    let experimental = features_of(&translate(&experimental));
+    for name in RETRY {
+        assert!(
+            experimental.contains(&name.to_owned()),
+            "{name} on experimental"
+        );
+    }
+    let mut sorted = experimental.clone();
+    sorted.sort();
+    assert_eq!(experimental, sorted, "still sorted");
+}

@@ -80,3 +80,105 @@ fn one_bad_rule_is_dropped_alone() {
     assert_eq!(host.rules.len(), 1);
     assert_eq!(host.rules[0].route.rule, 1, "the good rule keeps its index");
 }
+
+#[test]
+fn a_rules_retry_reaches_the_proxy_with_the_specs_meaning() {
+    let yaml = format!(
+        "{BASE}{}{}",
+        gateway(HTTP_LISTENER),
+        route(
+            "flaky",
+            "  parentRefs: [{name: edge}]\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /codes}}]\n    retry: {codes: [503, 500, 503], attempts: 3, backoff: 100ms}\n    backendRefs: [{name: echo, port: 8080}]\n  - matches: [{path: {type: PathPrefix, value: /defaults}}]\n    retry: {}\n    backendRefs: [{name: echo, port: 8080}]\n  - matches: [{path: {type: PathPrefix, value: /never}}]\n    retry: {attempts: 0, codes: [500]}\n    backendRefs: [{name: echo, port: 8080}]\n  - matches: [{path: {type: PathPrefix, value: /many}}]\n    retry: {attempts: 1000}\n    backendRefs: [{name: echo, port: 8080}]"
+        )
+    );
+    let t = translate(&snapshot(&yaml));
+    let host = &plan(&t).config.listeners[0].virtual_hosts[0];
+    let retry_of = |rule: u32| {
+        host.rules
+            .iter()
+            .find(|r| r.route.rule == rule)
+            .map(|r| r.retry.clone())
+            .expect("rule")
+    };
+    assert_eq!(
+        retry_of(0),
+        Some(proxy_config::Retry {
+            attempts: 3,
+            status_codes: vec![500, 503],
+            backoff_ms: 100,
+            on_connect_failure: true,
+        }),
+        "attempts are retries beyond the first; codes sorted once"
+    );
+    assert_eq!(
+        retry_of(1),
+        Some(proxy_config::Retry {
+            attempts: crate::translate::rules::DEFAULT_RETRY_ATTEMPTS,
+            status_codes: vec![],
+            backoff_ms: crate::translate::rules::DEFAULT_RETRY_BACKOFF_MS,
+            on_connect_failure: true,
+        }),
+        "no codes: connection errors and backend timeouts only"
+    );
+    assert_eq!(retry_of(2), None, "attempts 0 is no retry");
+    assert_eq!(
+        retry_of(3).map(|r| r.attempts),
+        Some(crate::translate::rules::MAX_RETRY_ATTEMPTS)
+    );
+    let conditions = route_conditions(&t, RouteKind::Http, "flaky");
+    let accepted = condition(&conditions, "Accepted");
+    assert_eq!(accepted.status, "True");
+    assert!(
+        accepted
+            .message
+            .contains("rule 3: retry.attempts 1000 is capped at 100."),
+        "{}",
+        accepted.message
+    );
+    proxy_config::validate(&proxy_config::ConfigDocument::new(
+        plan(&t).generation,
+        plan(&t).config.clone(),
+    ))
+    .expect("the compiled config is valid");
+}
+
+#[test]
+fn fields_not_implemented_are_named_in_status_and_auth_fails_closed() {
+    let yaml = format!(
+        "{BASE}{}{}",
+        gateway(HTTP_LISTENER),
+        route(
+            "sticky",
+            "  parentRefs: [{name: edge}]\n  useDefaultGateways: All\n  rules:\n  - name: cart\n    sessionPersistence: {sessionName: cart, type: Cookie}\n    backendRefs: [{name: echo, port: 8080}]\n  - matches: [{path: {type: PathPrefix, value: /admin}}]\n    filters:\n    - type: ExternalAuth\n      externalAuth: {protocol: HTTP, backendRef: {name: auth, port: 9000}}\n    backendRefs: [{name: echo, port: 8080}]"
+        )
+    );
+    let t = translate(&snapshot(&yaml));
+    let conditions = route_conditions(&t, RouteKind::Http, "sticky");
+    let accepted = condition(&conditions, "Accepted");
+    assert_eq!(accepted.status, "True", "the route still serves");
+    for field in [
+        "spec.useDefaultGateways",
+        "rule 0 (cart): sessionPersistence",
+        "filter ExternalAuth",
+    ] {
+        assert!(
+            accepted.message.contains(field),
+            "{field}: {}",
+            accepted.message
+        );
+    }
+    let host = &plan(&t).config.listeners[0].virtual_hosts[0];
+    let admin = host
+        .rules
+        .iter()
+        .find(|r| r.route.rule == 1)
+        .expect("the /admin rule is kept, not dropped to a wider one");
+    assert!(
+        matches!(
+            admin.filters.as_slice(),
+            [proxy_config::HttpFilter::DirectResponse(d)] if d.status_code == 500
+        ),
+        "{:?}",
+        admin.filters
+    );
+}
