@@ -25,6 +25,7 @@ fn rule(index: u32) -> HttpRule {
         backends: vec![],
         timeouts: None,
         retry: None,
+        session_persistence: None,
     }
 }
 

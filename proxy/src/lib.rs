@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod router;
 pub mod runtime;
 pub mod server;
+pub mod session;
 pub mod shared;
 pub mod sni;
 pub mod source;

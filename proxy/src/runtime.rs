@@ -16,6 +16,7 @@ use proxy_config::{
 use crate::error::Error;
 use crate::metrics::{Metrics, RequestLabels, RequestMetrics};
 use crate::router::HttpRouter;
+use crate::session::{SessionRuntime, Token, endpoint_id};
 use crate::tls::{Alpn, ServerTls};
 use crate::upstream::{Connector, TlsClients};
 
@@ -121,12 +122,63 @@ pub struct Rule {
     pub total_weight: u64,
     pub timeouts: Timeouts,
     pub retry: Option<Retry>,
+    pub session: Option<RuleSessions>,
 }
 
 impl Rule {
     /// Picks a backend by weight; None when every weight is zero.
     pub fn pick(&self) -> Option<&WeightedTarget> {
         pick_weighted(&self.backends, self.total_weight)
+    }
+}
+
+/// A rule's session persistence: its tokens, and its endpoints by the id
+/// tokens name them with.
+#[derive(Debug)]
+pub struct RuleSessions {
+    pub tokens: SessionRuntime,
+    /// The index of each endpoint's target in the rule's backends, and its
+    /// state.
+    endpoints: HashMap<u64, (usize, Arc<EndpointState>)>,
+}
+
+impl RuleSessions {
+    fn new(
+        config: &proxy_config::SessionPersistence,
+        targets: &[WeightedTarget],
+    ) -> Result<Self, Error> {
+        let mut endpoints = HashMap::new();
+        for (index, target) in targets.iter().enumerate() {
+            if let Target::Backend(backend) = &target.target {
+                for endpoint in &backend.endpoints {
+                    endpoints.insert(
+                        endpoint_id(&backend.name, endpoint.address),
+                        (index, endpoint.clone()),
+                    );
+                }
+            }
+        }
+        Ok(RuleSessions {
+            tokens: SessionRuntime::new(config).map_err(Error::Config)?,
+            endpoints,
+        })
+    }
+
+    /// Where `token` pins the request: its target and endpoint, when the
+    /// endpoint still belongs to the rule and is not ejected. A backend
+    /// whose weight dropped to zero keeps its sessions (GEP-1619), so that
+    /// it drains rather than breaks them.
+    pub fn pin<'r>(
+        &self,
+        targets: &'r [WeightedTarget],
+        token: &Token,
+        now_ms: u64,
+    ) -> Option<(&'r WeightedTarget, Arc<EndpointState>)> {
+        let (index, endpoint) = self.endpoints.get(&token.endpoint)?;
+        if !endpoint.available(now_ms) {
+            return None;
+        }
+        Some((targets.get(*index)?, endpoint.clone()))
     }
 }
 
@@ -197,6 +249,25 @@ const EJECTION_MS: u64 = 5_000;
 const EJECT_AFTER: u32 = 3;
 
 impl BackendRuntime {
+    /// Picks an endpoint other than `avoid` (the one a retry follows) when
+    /// the backend has another.
+    pub fn pick_avoiding(
+        &self,
+        now_ms: u64,
+        avoid: Option<SocketAddr>,
+    ) -> Option<&Arc<EndpointState>> {
+        let mut picked = self.pick(now_ms);
+        if avoid.is_some() && self.endpoints.len() > 1 {
+            for _ in 0..3 {
+                if picked.map(|e| e.address) != avoid {
+                    break;
+                }
+                picked = self.pick(now_ms);
+            }
+        }
+        picked
+    }
+
     /// Picks an endpoint: round robin or the lesser-loaded of two random
     /// ones, skipping ejected endpoints unless all are ejected.
     pub fn pick(&self, now_ms: u64) -> Option<&Arc<EndpointState>> {
@@ -204,8 +275,7 @@ impl BackendRuntime {
         if count == 0 {
             return None;
         }
-        let healthy =
-            |e: &&Arc<EndpointState>| e.ejected_until_ms.load(Ordering::Relaxed) <= now_ms;
+        let healthy = |e: &&Arc<EndpointState>| e.available(now_ms);
         match self.load_balancing {
             LoadBalancing::RoundRobin => {
                 let start = self.next.fetch_add(1, Ordering::Relaxed);
@@ -259,6 +329,11 @@ impl EndpointState {
             consecutive_failures: AtomicU32::new(0),
             ejected_until_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Whether the endpoint takes requests now (it is not ejected).
+    pub fn available(&self, now_ms: u64) -> bool {
+        self.ejected_until_ms.load(Ordering::Relaxed) <= now_ms
     }
 
     pub fn succeeded(&self) {
@@ -402,6 +477,11 @@ pub fn compile(
             let filters = compile_filters(&rule.filters, &backend)?;
             let targets = compile_targets(&rule.backends, &backend, true)?;
             let route = &rule.route;
+            let session = rule
+                .session_persistence
+                .as_ref()
+                .map(|config| RuleSessions::new(config, &targets))
+                .transpose()?;
             Ok(Arc::new(Rule {
                 metrics: metrics.requests(RequestLabels {
                     listener: listener.name.clone(),
@@ -413,6 +493,7 @@ pub fn compile(
                 backends: targets,
                 timeouts: rule.timeouts.clone().unwrap_or_default(),
                 retry: rule.retry.clone(),
+                session,
             }))
         })?;
         let unmatched = metrics.requests(RequestLabels {

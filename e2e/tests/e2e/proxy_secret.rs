@@ -58,6 +58,7 @@ fn listener(name: &str, port: u16, body: &str) -> Listener {
         backends: vec![],
         timeouts: None,
         retry: None,
+        session_persistence: None,
     };
     Listener {
         name: name.into(),

@@ -278,6 +278,10 @@ pub struct HttpRule {
     pub timeouts: Option<Timeouts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retry>,
+    /// Requests carrying this rule's session token go to the endpoint that
+    /// served the session before (GEP-1619).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_persistence: Option<SessionPersistence>,
 }
 }
 
@@ -343,6 +347,39 @@ pub struct Retry {
     #[serde(default)]
     pub on_connect_failure: bool,
 }
+}
+
+contract_type! {
+/// Sticky sessions: the proxy hands the client a token naming the endpoint
+/// that answered, and sends the requests that carry it back there while
+/// the session lives and the endpoint serves.
+pub struct SessionPersistence {
+    /// The cookie's or header's name.
+    pub name: String,
+    pub carrier: SessionCarrier,
+    /// Seconds from the session's start after which it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub absolute_timeout_s: Option<u64>,
+    /// Seconds without a request after which it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_s: Option<u64>,
+    /// The cookie outlives the browser session (`Max-Age` is the time the
+    /// session has left); needs `absolute_timeout_s`.
+    #[serde(default)]
+    pub permanent: bool,
+    /// The cookie's `Path`.
+    pub path: String,
+}
+}
+
+/// How a session token travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
+pub enum SessionCarrier {
+    /// `Set-Cookie` on the response, `Cookie` on requests.
+    Cookie,
+    /// A response header the client sends back as a request header.
+    Header,
 }
 
 /// A request or response transformation.

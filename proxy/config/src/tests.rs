@@ -77,6 +77,14 @@ fn sample() -> GatewayConfig {
                     backoff_ms: 25,
                     on_connect_failure: true,
                 }),
+                session_persistence: Some(SessionPersistence {
+                    name: "cart".into(),
+                    carrier: SessionCarrier::Cookie,
+                    absolute_timeout_s: Some(3_600),
+                    idle_timeout_s: Some(600),
+                    permanent: true,
+                    path: "/shop".into(),
+                }),
             },
             HttpRule {
                 route: route("canary", 1),
@@ -84,6 +92,7 @@ fn sample() -> GatewayConfig {
                 backends: vec![backend("apps/v2:8080")],
                 timeouts: None,
                 retry: None,
+                session_persistence: None,
             },
         ],
         matches: vec![
@@ -124,6 +133,7 @@ fn sample() -> GatewayConfig {
             backends: vec![],
             timeouts: None,
             retry: None,
+            session_persistence: None,
         }],
         matches: vec![OrderedMatch {
             rule: 0,
@@ -331,6 +341,41 @@ fn expected_order() -> Vec<&'static str> {
         "config.listeners[1].virtualHosts[0].matches[2].rule",
         "config.certificates[\"infra/broken\"].chainPem",
     ]
+}
+
+#[test]
+fn session_persistence_needs_a_token_name_a_plain_path_and_a_lifetime_to_be_permanent() {
+    let cases: &[(&str, &str, Option<u64>, Vec<&str>)] = &[
+        ("cart", "/shop", Some(60), vec![]),
+        ("x-session_id", "/", Some(1), vec![]),
+        ("", "/", Some(60), vec!["name"]),
+        ("bad name", "/", Some(60), vec!["name"]),
+        ("c", "shop", Some(60), vec!["path"]),
+        ("c", "/a;b", Some(60), vec!["path"]),
+        ("c", "/", None, vec!["absoluteTimeoutS"]),
+    ];
+    for (name, path, absolute, fields) in cases {
+        let mut config = sample();
+        let session = config.listeners[1].virtual_hosts[0].rules[0]
+            .session_persistence
+            .as_mut()
+            .expect("the sample has a session");
+        session.name = (*name).into();
+        session.path = (*path).into();
+        session.absolute_timeout_s = *absolute;
+        let expected: Vec<String> = fields
+            .iter()
+            .map(|field| {
+                format!("config.listeners[1].virtualHosts[0].rules[0].sessionPersistence.{field}")
+            })
+            .collect();
+        let found = match validate(&ConfigDocument::new(1, config)) {
+            Ok(()) => Vec::new(),
+            Err(errors) => paths(&errors).into_iter().map(str::to_owned).collect(),
+        };
+        assert_eq!(found, expected, "name {name:?} path {path:?}");
+    }
+    assert!(!is_session_name(&"a".repeat(MAX_SESSION_NAME_LEN + 1)));
 }
 
 #[test]

@@ -20,6 +20,9 @@ pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 const MAX_RETRY_ATTEMPTS: u32 = 100;
 
+/// Longest session cookie or header name the proxy accepts.
+pub const MAX_SESSION_NAME_LEN: usize = 128;
+
 /// One problem, at one place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidationError {
@@ -431,6 +434,38 @@ impl Validator {
                 }
             }
         }
+        if let Some(session) = &rule.session_persistence {
+            self.session_persistence(&format!("{path}.sessionPersistence"), session);
+        }
+    }
+
+    fn session_persistence(&mut self, path: &str, session: &SessionPersistence) {
+        if !is_session_name(&session.name) {
+            self.error(
+                format!("{path}.name"),
+                format!(
+                    "{:?} is not a cookie or header name (1 to {MAX_SESSION_NAME_LEN} token characters)",
+                    session.name
+                ),
+            );
+        }
+        if !session.path.starts_with('/')
+            || session
+                .path
+                .bytes()
+                .any(|b| b == b';' || b.is_ascii_control() || !b.is_ascii())
+        {
+            self.error(
+                format!("{path}.path"),
+                "must start with / and hold no ';', control or non-ASCII characters",
+            );
+        }
+        if session.permanent && session.absolute_timeout_s.is_none() {
+            self.error(
+                format!("{path}.absoluteTimeoutS"),
+                "a permanent cookie needs an absolute timeout for its Max-Age",
+            );
+        }
     }
 
     fn backends(
@@ -752,6 +787,13 @@ fn is_token(value: &str) -> bool {
         && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Whether `name` can name a session cookie and header alike: a token of
+/// at most [`MAX_SESSION_NAME_LEN`] characters. The operator checks the
+/// route's `sessionName` with this, so what it sends always validates.
+pub fn is_session_name(name: &str) -> bool {
+    name.len() <= MAX_SESSION_NAME_LEN && is_token(name)
 }
 
 /// A header value without control characters (tab allowed).

@@ -15,7 +15,8 @@ use super::error::{RequestError, text};
 use super::mirror::{self, MirrorCopy};
 use super::rewrite::{redirect_response, rewrite_authority, rewritten_path, set_path};
 use crate::body::{Body, full};
-use crate::runtime::{BackendRuntime, Filter, HeaderEdits, Rule, Target};
+use crate::runtime::{BackendRuntime, EndpointState, Filter, HeaderEdits, Rule, Target};
+use crate::session::{Token, unix_now_s};
 
 /// What the filters decided.
 #[derive(Debug)]
@@ -35,6 +36,10 @@ pub(super) struct Forwarding<'r> {
     pub cors: Option<(&'r Cors, Option<HeaderValue>)>,
     /// Copies for the mirrors, sent once the request is.
     pub mirrors: Vec<MirrorCopy>,
+    /// The endpoint a live session pins the request to.
+    pub pinned: Option<Arc<EndpointState>>,
+    /// The live session token the request carried, to continue it.
+    pub session: Option<Token>,
 }
 
 /// Runs `rule`'s filters on `request` and picks its backend.
@@ -44,6 +49,7 @@ pub(super) fn run<'r, B>(
     connection: &ConnectionInfo,
     host: &str,
     matched_prefix: Option<&str>,
+    now_ms: u64,
 ) -> Result<Decision<'r>, RequestError> {
     // The Origin as the client sent it, whatever the filters do to headers.
     let origin = request.headers().get(header::ORIGIN).cloned();
@@ -103,7 +109,20 @@ pub(super) fn run<'r, B>(
         }
     }
 
-    let target = rule.pick().ok_or(RequestError::NoBackend)?;
+    // A live session goes back to its endpoint; the balancer picks otherwise.
+    let session = rule
+        .session
+        .as_ref()
+        .and_then(|sessions| sessions.tokens.carried(request.headers(), unix_now_s()));
+    let pin = rule
+        .session
+        .as_ref()
+        .zip(session.as_ref())
+        .and_then(|(sessions, token)| sessions.pin(&rule.backends, token, now_ms));
+    let (target, pinned) = match pin {
+        Some((target, endpoint)) => (target, Some(endpoint)),
+        None => (rule.pick().ok_or(RequestError::NoBackend)?, None),
+    };
     let backend = match &target.target {
         Target::Backend(backend) => backend.clone(),
         Target::Invalid(reason) => {
@@ -123,5 +142,7 @@ pub(super) fn run<'r, B>(
         response_edits,
         cors,
         mirrors,
+        pinned,
+        session,
     }))
 }

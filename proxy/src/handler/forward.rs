@@ -1,6 +1,8 @@
 //! Forwarding to the backend: endpoint choice, timeouts, retries,
 //! WebSocket upgrades, and the response on its way back.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -18,19 +20,22 @@ use super::headers::{add_forwarded, strip_hop_by_hop};
 use super::mirror::{self, MirrorCopy};
 use super::send::send;
 use crate::body::{Body, BodyTimeout, IdleTimeout, Tee, boxed, empty};
-use crate::runtime::{BackendRuntime, Rule};
+use crate::runtime::{BackendRuntime, EndpointState, Rule};
 use crate::shared::Shared;
 
-/// Sends the request to an endpoint of `backend`, with the rule's timeouts
-/// and retries, and starts the mirrors once it is on its way.
+/// Sends the request to an endpoint of `backend` (first to `pinned`, when a
+/// session names one), with the rule's timeouts and retries, and starts the
+/// mirrors once it is on its way. Returns the response and the endpoint
+/// that gave it.
 pub(super) async fn forward(
     shared: &Shared,
     connection: &ConnectionInfo,
     rule: &Rule,
     backend: &BackendRuntime,
+    pinned: Option<Arc<EndpointState>>,
     mut request: Request<Incoming>,
     mirrors: Vec<MirrorCopy>,
-) -> Result<Response<Body>, RequestError> {
+) -> Result<(Response<Body>, SocketAddr), RequestError> {
     add_forwarded(&mut request, connection);
     let upgrade =
         request.headers().contains_key(header::UPGRADE) && request.version() == Version::HTTP_11;
@@ -43,7 +48,12 @@ pub(super) async fn forward(
     // tee, and can be sent again.
     let replayable = request.body().is_end_stream();
     let retry = rule.retry.as_ref().filter(|_| replayable && !upgrade);
-    let attempts = retry.map_or(1, |r| r.attempts.saturating_add(1));
+    // A session whose endpoint cannot be reached moves to another one at
+    // once: a connection that failed sent nothing, so trying again is safe.
+    let pinned_fallback = pinned.is_some() && replayable && !upgrade;
+    let attempts = retry.map_or(1 + u32::from(pinned_fallback), |r| {
+        r.attempts.saturating_add(1)
+    });
     let (parts, incoming) = request.into_parts();
     let (feeds, pending) = mirror::prepare(mirrors, !replayable);
     let mut body = Some(if replayable {
@@ -82,6 +92,8 @@ pub(super) async fn forward(
             })
     };
     let mut last = RequestError::NoEndpoint;
+    // The endpoint of the previous attempt: a retry goes elsewhere if it can.
+    let mut tried = None;
     for attempt in 0..attempts {
         if attempt > 0
             && let Some(retry) = retry
@@ -89,7 +101,15 @@ pub(super) async fn forward(
             tokio::time::sleep(backoff(retry, attempt)).await;
         }
         let now_ms = shared.now_ms();
-        let endpoint = backend.pick(now_ms).ok_or(RequestError::NoEndpoint)?;
+        // Retries go wherever the balancer sends them: the session follows.
+        let first_choice = if attempt == 0 { pinned.as_ref() } else { None };
+        let endpoint = match first_choice {
+            Some(endpoint) => endpoint,
+            None => backend
+                .pick_avoiding(now_ms, tried)
+                .ok_or(RequestError::NoEndpoint)?,
+        };
+        tried = Some(endpoint.address);
         let head = match (first_head.take(), &retry_head) {
             (Some(head), _) => head,
             (None, Some(copy)) => copy.clone_without_body(),
@@ -145,7 +165,9 @@ pub(super) async fn forward(
                 }
                 debug!(backend = %backend.name, endpoint = %endpoint.address, error = %err, "upstream request failed");
                 last = RequestError::Unreachable { connect };
-                if !retry.is_some_and(|r| r.on_connect_failure) || !may_retry(attempt) {
+                let retries_connect = retry.is_some_and(|r| r.on_connect_failure)
+                    || (connect && attempt == 0 && pinned_fallback);
+                if !retries_connect || !may_retry(attempt) {
                     return Err(last);
                 }
             }
@@ -165,10 +187,10 @@ pub(super) async fn forward(
                         let backend_upgrade = hyper::upgrade::on(&mut response);
                         tokio::spawn(tunnel(client_upgrade, backend_upgrade));
                     }
-                    return Ok(response.map(boxed));
+                    return Ok((response.map(boxed), endpoint.address));
                 }
                 strip_hop_by_hop(response.headers_mut());
-                return Ok(response.map(boxed));
+                return Ok((response.map(boxed), endpoint.address));
             }
         }
     }

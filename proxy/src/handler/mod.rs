@@ -16,6 +16,7 @@ use proxy_config::AccessLog;
 use crate::body::Body;
 use crate::router::{RequestView, host_key};
 use crate::runtime::{ListenerRuntime, Rule};
+use crate::session::unix_now_s;
 use crate::shared::Shared;
 
 mod access_log;
@@ -121,6 +122,7 @@ async fn serve(
         connection,
         &host,
         matched_prefix.as_deref(),
+        shared.now_ms(),
     ) {
         Ok(Decision::Respond(response)) => return (Ok(response), Some(rule.clone())),
         Ok(Decision::Forward(forwarding)) => forwarding,
@@ -128,16 +130,33 @@ async fn serve(
     };
     // A failure to reach the backend is answered by the gateway, but still
     // on behalf of the rule: its response edits apply to it too.
-    let mut response = forward::forward(
+    let mut response = match forward::forward(
         shared,
         connection,
         &rule,
         &forwarding.backend,
+        forwarding.pinned,
         request,
         forwarding.mirrors,
     )
     .await
-    .unwrap_or_else(|error| error.response());
+    {
+        Ok((mut response, served_by)) => {
+            if let Some(sessions) = &rule.session
+                && let Some((name, value)) = sessions.tokens.issue(
+                    forwarding.session,
+                    &forwarding.backend.name,
+                    served_by,
+                    unix_now_s(),
+                    connection.tls,
+                )
+            {
+                response.headers_mut().append(name, value);
+            }
+            response
+        }
+        Err(error) => error.response(),
+    };
     if let Some((policy, origin)) = &forwarding.cors {
         apply_cors_simple(policy, origin.as_ref(), response.headers_mut());
     }

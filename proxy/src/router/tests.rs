@@ -190,6 +190,7 @@ fn host(
                 backends: vec![],
                 timeouts: None,
                 retry: None,
+                session_persistence: None,
             })
             .collect(),
         matches: ordered

@@ -796,3 +796,198 @@ async fn a_request_answered_at_the_gateway_mirrors_nothing() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(recorded.try_recv().is_err(), "nothing else was mirrored");
 }
+
+#[tokio::test]
+async fn sessions_stick_to_their_endpoint_drain_from_weight_zero_and_move_when_it_dies() {
+    let (a, b, c) = (
+        EchoServer::start("a").await,
+        EchoServer::start("b").await,
+        EchoServer::start("c").await,
+    );
+    let old = EchoServer::start("old").await;
+    // An endpoint with nothing listening: its sessions must move.
+    let dead = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let port = free_port();
+    let sticky = |name: &str, carrier: SessionCarrier, backends| {
+        let mut rule = rule(name, backends, vec![]);
+        rule.session_persistence = Some(SessionPersistence {
+            name: if carrier == SessionCarrier::Cookie {
+                "cart".into()
+            } else {
+                "x-session".into()
+            },
+            carrier,
+            absolute_timeout_s: Some(3_600),
+            idle_timeout_s: None,
+            permanent: false,
+            path: "/".into(),
+        });
+        rule
+    };
+    let mut flaky = service_with("flaky", &[&a], BackendProtocol::Http1);
+    flaky.1.endpoints.push(Endpoint {
+        address: dead.ip(),
+        port: dead.port(),
+    });
+    let _proxy = InProcessProxy::start(gateway(
+        vec![http_listener(
+            "http",
+            port,
+            vec![
+                vhost(
+                    "http",
+                    &["cookie.test"],
+                    vec![(
+                        prefix("/"),
+                        sticky(
+                            "cookie",
+                            SessionCarrier::Cookie,
+                            vec![to("web", 1), to("old", 0)],
+                        ),
+                    )],
+                ),
+                vhost(
+                    "http",
+                    &["header.test"],
+                    vec![(
+                        prefix("/"),
+                        sticky("header", SessionCarrier::Header, vec![to("web", 1)]),
+                    )],
+                ),
+                vhost(
+                    "http",
+                    &["flaky.test"],
+                    vec![(
+                        prefix("/"),
+                        sticky("flaky", SessionCarrier::Cookie, vec![to("flaky", 1)]),
+                    )],
+                ),
+            ],
+        )],
+        vec![
+            service_with("web", &[&a, &b, &c], BackendProtocol::Http1),
+            service("old", &old),
+            flaky,
+        ],
+    ))
+    .await;
+    let client = client();
+    let url = format!("http://127.0.0.1:{port}/");
+    let token_of = |echo: &Echo, header: &str| -> String {
+        let value = echo
+            .headers
+            .get(header)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let value = value.strip_prefix("cart=").unwrap_or(value);
+        value.split(';').next().unwrap_or_default().to_owned()
+    };
+
+    // Without a session the balancer spreads requests, each handed a token.
+    let mut first = Vec::new();
+    for _ in 0..3 {
+        let echo = get(&client, &url, &[("host", "cookie.test")]).await;
+        assert_eq!(echo.status, StatusCode::OK);
+        let cookie = echo.headers["set-cookie"].to_str().unwrap_or_default();
+        assert!(
+            cookie.starts_with("cart=") && cookie.ends_with("; Path=/; HttpOnly; SameSite=Lax"),
+            "{cookie}"
+        );
+        first.push((echo.backend().to_owned(), token_of(&echo, "set-cookie")));
+    }
+    let spread: std::collections::BTreeSet<_> = first.iter().map(|(name, _)| name).collect();
+    assert_eq!(spread.len(), 3, "round robin over a, b, c: {first:?}");
+
+    // With one, every request goes back to the endpoint that issued it.
+    for (backend, token) in &first {
+        for _ in 0..5 {
+            let cookie = format!("theme=dark; cart={token}");
+            let echo = get(
+                &client,
+                &url,
+                &[("host", "cookie.test"), ("cookie", &cookie)],
+            )
+            .await;
+            assert_eq!(echo.backend(), backend, "sticks to {backend}");
+        }
+    }
+
+    // A backend whose weight dropped to zero keeps its sessions.
+    let now = proxy::session::unix_now_s();
+    let to_old = proxy::session::Token {
+        endpoint: proxy::session::endpoint_id("old", old.address),
+        started_s: now,
+        last_s: now,
+    };
+    let cookie = format!("cart={}", to_old.encode());
+    for _ in 0..3 {
+        let echo = get(
+            &client,
+            &url,
+            &[("host", "cookie.test"), ("cookie", &cookie)],
+        )
+        .await;
+        assert_eq!(echo.backend(), "old");
+    }
+
+    // A token naming no endpoint of the rule, or one past its lifetime, is
+    // balanced afresh and replaced.
+    let stranger = proxy::session::Token {
+        endpoint: proxy::session::endpoint_id("elsewhere", dead),
+        ..to_old
+    };
+    let expired = proxy::session::Token {
+        started_s: now - 7_200,
+        last_s: now - 7_200,
+        ..to_old
+    };
+    for token in [stranger, expired] {
+        let cookie = format!("cart={}", token.encode());
+        let echo = get(
+            &client,
+            &url,
+            &[("host", "cookie.test"), ("cookie", &cookie)],
+        )
+        .await;
+        assert!(
+            ["a", "b", "c"].contains(&echo.backend()),
+            "{}",
+            echo.backend()
+        );
+        assert_ne!(token_of(&echo, "set-cookie"), token.encode());
+    }
+
+    // The header carrier works the same way.
+    let echo = get(&client, &url, &[("host", "header.test")]).await;
+    let token = token_of(&echo, "x-session");
+    assert!(!token.is_empty(), "{:?}", echo.headers);
+    for _ in 0..5 {
+        let again = get(
+            &client,
+            &url,
+            &[("host", "header.test"), ("x-session", &token)],
+        )
+        .await;
+        assert_eq!(again.backend(), echo.backend());
+    }
+
+    // A session on an endpoint that stopped answering moves to a live one
+    // at once, with a new token.
+    let to_dead = proxy::session::Token {
+        endpoint: proxy::session::endpoint_id("flaky", dead),
+        ..to_old
+    };
+    let cookie = format!("cart={}", to_dead.encode());
+    let echo = get(
+        &client,
+        &url,
+        &[("host", "flaky.test"), ("cookie", &cookie)],
+    )
+    .await;
+    assert_eq!((echo.status, echo.backend()), (StatusCode::OK, "a"));
+    let moved = token_of(&echo, "set-cookie");
+    assert_eq!(
+        proxy::session::Token::parse(&moved).map(|t| t.endpoint),
+        Some(proxy::session::endpoint_id("flaky", a.address))
+    );
+}

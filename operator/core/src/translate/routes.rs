@@ -5,7 +5,7 @@
 use gwapi::grpcroutes::{GrpcRouteRulesMatches, GrpcRouteUseDefaultGateways};
 use gwapi::httproutes::{
     HttpRouteRulesBackendRefs, HttpRouteRulesFilters, HttpRouteRulesMatches, HttpRouteRulesRetry,
-    HttpRouteRulesTimeouts, HttpRouteUseDefaultGateways,
+    HttpRouteRulesSessionPersistence, HttpRouteRulesTimeouts, HttpRouteUseDefaultGateways,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde::{Deserialize, Serialize};
@@ -60,8 +60,8 @@ pub(super) struct RuleView {
     pub timeouts: Option<HttpRouteRulesTimeouts>,
     /// Experimental channel only.
     pub retry: Option<HttpRouteRulesRetry>,
-    /// Experimental channel only; not implemented yet, so reported.
-    pub session_persistence: bool,
+    /// Experimental channel only; GRPCRoute's is reshaped into HTTPRoute's.
+    pub session_persistence: Option<HttpRouteRulesSessionPersistence>,
 }
 
 /// One route of any kind.
@@ -135,7 +135,7 @@ pub(super) fn views(snapshot: &Snapshot) -> Vec<RouteView> {
                 backends: rule.backend_refs.clone().unwrap_or_default(),
                 timeouts: rule.timeouts.clone(),
                 retry: rule.retry.clone(),
-                session_persistence: rule.session_persistence.is_some(),
+                session_persistence: rule.session_persistence.clone(),
             })
             .collect();
         view.uses_default_gateways = matches!(
@@ -160,7 +160,7 @@ pub(super) fn views(snapshot: &Snapshot) -> Vec<RouteView> {
                 backends: reshape(&rule.backend_refs).unwrap_or_default(),
                 timeouts: None,
                 retry: None,
-                session_persistence: rule.session_persistence.is_some(),
+                session_persistence: rule.session_persistence.as_ref().and_then(reshape),
             })
             .collect();
         view.uses_default_gateways = matches!(
@@ -212,7 +212,7 @@ fn stream_rules<T: Serialize>(rules: &[T]) -> Vec<RuleView> {
             backends: rule.backend_refs,
             timeouts: None,
             retry: None,
-            session_persistence: false,
+            session_persistence: None,
         })
         .collect()
 }

@@ -2,8 +2,15 @@
 //! backends. One bad rule is dropped alone (and reported); one bad backend
 //! keeps its share of traffic answering 500, as the spec asks.
 
-use gwapi::httproutes::{HttpRouteRulesBackendRefs, HttpRouteRulesFilters, HttpRouteRulesRetry};
-use proxy_config::{BackendTarget, HttpRule, Retry, RouteRef, Timeouts, WeightedBackend};
+use gwapi::httproutes::{
+    HttpRouteRulesBackendRefs, HttpRouteRulesFilters, HttpRouteRulesRetry,
+    HttpRouteRulesSessionPersistence, HttpRouteRulesSessionPersistenceCookieConfigLifetimeType,
+    HttpRouteRulesSessionPersistenceType,
+};
+use proxy_config::{
+    BackendTarget, HttpMatch, HttpRule, PathMatch, Retry, RouteRef, SessionCarrier,
+    SessionPersistence, Timeouts, WeightedBackend, is_session_name,
+};
 
 use super::backends::{BackendRefFields, BackendUse, resolve};
 use super::compiled::{CompiledRoute, CompiledRule};
@@ -93,11 +100,15 @@ pub(super) fn compile(snapshot: &Snapshot, route: &RouteView) -> CompiledRoute {
             );
             retry
         });
-        if rule.session_persistence {
-            out.not_honoured.push(format!(
-                "rule {label}: sessionPersistence is not implemented yet; requests are balanced as if it were unset."
-            ));
-        }
+        let session_persistence = rule.session_persistence.as_ref().map(|spec| {
+            let (session, notes) = session_persistence(spec, &route_ref, &matches);
+            out.not_honoured.extend(
+                notes
+                    .into_iter()
+                    .map(|note| format!("rule {label}: {note}")),
+            );
+            session
+        });
         out.rules.push(CompiledRule {
             rule: HttpRule {
                 route: route_ref,
@@ -106,6 +117,7 @@ pub(super) fn compile(snapshot: &Snapshot, route: &RouteView) -> CompiledRoute {
                 timeouts: timeouts
                     .filter(|t| t.request_ms.is_some() || t.backend_request_ms.is_some()),
                 retry,
+                session_persistence,
             },
             matches,
         });
@@ -173,6 +185,94 @@ pub(super) fn retry(spec: &HttpRouteRulesRetry) -> (Option<Retry>, Vec<String>) 
         on_connect_failure: true,
     };
     (Some(retry), notes)
+}
+
+/// A rule's `sessionPersistence` as the proxy applies it. An unusable
+/// `sessionName` or timeout falls back to a default, named in the notes:
+/// the session still sticks, which is what its author wanted most.
+pub(super) fn session_persistence(
+    spec: &HttpRouteRulesSessionPersistence,
+    route: &RouteRef,
+    matches: &[HttpMatch],
+) -> (SessionPersistence, Vec<String>) {
+    let mut notes = Vec::new();
+    let default_name = || {
+        let key = format!(
+            "{}/{}/{}/{}",
+            route.kind, route.namespace, route.name, route.rule
+        );
+        format!("portcullis-session-{:08x}", fnv1a32(&key))
+    };
+    let name = match spec.session_name.as_deref() {
+        None => default_name(),
+        Some(name) if is_session_name(name) => name.to_owned(),
+        Some(name) => {
+            let fallback = default_name();
+            notes.push(format!(
+                "sessionPersistence.sessionName {name:?} is not a valid cookie or header name; {fallback:?} is used."
+            ));
+            fallback
+        }
+    };
+    let mut seconds = |field: &str, value: Option<&str>| {
+        let text = value?;
+        match parse_duration_ms(text) {
+            Some(ms) if ms > 0 => Some(ms.div_ceil(1_000)),
+            _ => {
+                notes.push(format!(
+                    "sessionPersistence.{field} {text:?} is not a positive Gateway API duration and is ignored."
+                ));
+                None
+            }
+        }
+    };
+    let absolute_timeout_s = seconds("absoluteTimeout", spec.absolute_timeout.as_deref());
+    let idle_timeout_s = seconds("idleTimeout", spec.idle_timeout.as_deref());
+    let carrier = match spec.r#type {
+        Some(HttpRouteRulesSessionPersistenceType::Header) => SessionCarrier::Header,
+        Some(HttpRouteRulesSessionPersistenceType::Cookie) | None => SessionCarrier::Cookie,
+    };
+    let wants_permanent = carrier == SessionCarrier::Cookie
+        && spec
+            .cookie_config
+            .as_ref()
+            .and_then(|config| config.lifetime_type.as_ref())
+            == Some(&HttpRouteRulesSessionPersistenceCookieConfigLifetimeType::Permanent);
+    if wants_permanent && absolute_timeout_s.is_none() {
+        notes.push(
+            "sessionPersistence.cookieConfig.lifetimeType Permanent needs an absoluteTimeout; a session cookie is used."
+                .to_owned(),
+        );
+    }
+    // The cookie covers the rule's one path; a rule matching several paths
+    // or by pattern gets the whole site.
+    let path = match matches {
+        [only] => match &only.path {
+            Some(PathMatch::Exact(path) | PathMatch::PathPrefix(path))
+                if !path.contains(';') && path.is_ascii() =>
+            {
+                path.clone()
+            }
+            _ => "/".to_owned(),
+        },
+        _ => "/".to_owned(),
+    };
+    let session = SessionPersistence {
+        name,
+        carrier,
+        absolute_timeout_s,
+        idle_timeout_s,
+        permanent: wants_permanent && absolute_timeout_s.is_some(),
+        path,
+    };
+    (session, notes)
+}
+
+/// FNV-1a, 32 bits: a short stable suffix for default session names.
+fn fnv1a32(text: &str) -> u32 {
+    text.bytes().fold(0x811c_9dc5, |hash: u32, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    })
 }
 
 fn rule_label(name: Option<&str>, index: u32) -> String {

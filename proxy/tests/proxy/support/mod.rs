@@ -310,6 +310,7 @@ pub fn rule(name: &str, backends: Vec<WeightedBackend>, filters: Vec<HttpFilter>
         backends,
         timeouts: None,
         retry: None,
+        session_persistence: None,
     }
 }
 

@@ -156,11 +156,12 @@ fn fields_not_implemented_are_named_in_status_and_auth_fails_closed() {
     let conditions = route_conditions(&t, RouteKind::Http, "sticky");
     let accepted = condition(&conditions, "Accepted");
     assert_eq!(accepted.status, "True", "the route still serves");
-    for field in [
-        "spec.useDefaultGateways",
-        "rule 0 (cart): sessionPersistence",
-        "filter ExternalAuth",
-    ] {
+    assert!(
+        !accepted.message.contains("sessionPersistence"),
+        "sessions are honoured: {}",
+        accepted.message
+    );
+    for field in ["spec.useDefaultGateways", "filter ExternalAuth"] {
         assert!(
             accepted.message.contains(field),
             "{field}: {}",
@@ -181,4 +182,66 @@ fn fields_not_implemented_are_named_in_status_and_auth_fails_closed() {
         "{:?}",
         admin.filters
     );
+}
+
+#[test]
+fn session_persistence_reaches_the_proxy_with_defaults_and_notes() {
+    let yaml = format!(
+        "{BASE}{}{}",
+        gateway(HTTP_LISTENER),
+        route(
+            "sticky",
+            "  parentRefs: [{name: edge}]\n  rules:\n  - name: cart\n    matches: [{path: {type: PathPrefix, value: /cart}}]\n    sessionPersistence: {sessionName: cart, absoluteTimeout: 1h, idleTimeout: 1500ms, cookieConfig: {lifetimeType: Permanent}}\n    backendRefs: [{name: echo, port: 8080}]\n  - matches: [{path: {type: Exact, value: /a}}, {path: {type: Exact, value: /b}}]\n    sessionPersistence: {type: Header, sessionName: 'bad name', idleTimeout: soon}\n    backendRefs: [{name: echo, port: 8080}]\n  - matches: [{path: {type: PathPrefix, value: /p}}]\n    sessionPersistence: {cookieConfig: {lifetimeType: Permanent}}\n    backendRefs: [{name: echo, port: 8080}]"
+        )
+    );
+    let t = translate(&snapshot(&yaml));
+    let host = &plan(&t).config.listeners[0].virtual_hosts[0];
+    let session_of = |rule: u32| {
+        host.rules
+            .iter()
+            .find(|r| r.route.rule == rule)
+            .and_then(|r| r.session_persistence.clone())
+            .expect("a session")
+    };
+    assert_eq!(
+        session_of(0),
+        proxy_config::SessionPersistence {
+            name: "cart".into(),
+            carrier: proxy_config::SessionCarrier::Cookie,
+            absolute_timeout_s: Some(3_600),
+            idle_timeout_s: Some(2),
+            permanent: true,
+            path: "/cart".into(),
+        }
+    );
+    let header = session_of(1);
+    assert_eq!(header.carrier, proxy_config::SessionCarrier::Header);
+    assert!(header.name.starts_with("portcullis-session-"), "{header:?}");
+    assert_eq!((header.path.as_str(), header.idle_timeout_s), ("/", None));
+    let fallback = session_of(2);
+    assert!(
+        !fallback.permanent,
+        "no Max-Age without an absolute timeout"
+    );
+    assert_ne!(fallback.name, header.name, "one default name per rule");
+
+    let conditions = route_conditions(&t, RouteKind::Http, "sticky");
+    let accepted = condition(&conditions, "Accepted");
+    assert_eq!(accepted.status, "True");
+    for note in [
+        "rule 1: sessionPersistence.sessionName \"bad name\" is not a valid cookie or header name",
+        "rule 1: sessionPersistence.idleTimeout \"soon\" is not a positive Gateway API duration",
+        "rule 2: sessionPersistence.cookieConfig.lifetimeType Permanent needs an absoluteTimeout",
+    ] {
+        assert!(
+            accepted.message.contains(note),
+            "{note}: {}",
+            accepted.message
+        );
+    }
+    proxy_config::validate(&proxy_config::ConfigDocument::new(
+        1,
+        plan(&t).config.clone(),
+    ))
+    .expect("the compiled config is valid");
 }
