@@ -72,8 +72,32 @@ fn apply_crds(version: &str, channel: &str) -> Result<(), String> {
         "60s",
         "crd",
         "--all",
-    ])
-    .map(|_| ())
+    ])?;
+    wait_served()
+}
+
+/// Waits until every Gateway API kind answers a list: a CRD deleted and
+/// created again under the same name can be Established a moment before
+/// the API server serves it, and the tests after this one would meet 404s.
+fn wait_served() -> Result<(), String> {
+    let resources: Vec<String> = kubectl(&["get", "crd", "-o", "name"])?
+        .lines()
+        .filter_map(|line| line.strip_prefix("customresourcedefinition.apiextensions.k8s.io/"))
+        .filter(|name| name.ends_with(&format!(".{GATEWAY_GROUP}")))
+        .map(str::to_owned)
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match kubectl(&["get", &resources.join(","), "-A", "-o", "name"]) {
+            Ok(_) => return Ok(()),
+            Err(err) if Instant::now() >= deadline => {
+                return Err(format!(
+                    "the Gateway API kinds are not served 60 s after their CRDs: {err}"
+                ));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(250)),
+        }
+    }
 }
 
 /// Removes every Gateway API CRD (and with them every Gateway API object),
@@ -180,8 +204,15 @@ impl Drop for SwappedCrds {
     fn drop(&mut self) {
         let (version, channel) = &self.original;
         if let Err(err) = remove_crds().and_then(|()| apply_crds(version, channel)) {
-            eprintln!("could not restore the Gateway API {version} {channel} CRDs: {err}");
-            return;
+            // Every test after this one would fail for it: fail here, where
+            // the cause is, unless this test is failing already.
+            let message =
+                format!("could not restore the Gateway API {version} {channel} CRDs: {err}");
+            if std::thread::panicking() {
+                eprintln!("{message}");
+                return;
+            }
+            panic!("{message}");
         }
         if self.objects.is_empty() {
             return;
