@@ -97,7 +97,12 @@ trap cleanup EXIT
 kubectl wait --for=condition=Accepted --timeout=120s gatewayclass/portcullis >/dev/null ||
   die "GatewayClass portcullis was not accepted; see ${CACHE#"$ROOT"/}/conformance-operator.log"
 
-version=$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo dev)
+# The commit under test; "-dirty" when code differs from it (the reports an
+# earlier run rewrote do not count, or a second run would never be clean).
+version=$(cd "$ROOT" && git describe --always 2>/dev/null || echo dev)
+if [[ -n $(cd "$ROOT" && git status --porcelain -- . ':!conformance/reports' 2>/dev/null) ]]; then
+  version+=-dirty
+fi
 started=$SECONDS
 combined=$CACHE/conformance-report.yaml
 log "running $profiles, $channel channel, in one pass (log: ${CACHE#"$ROOT"/}/conformance.log)"
