@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod budget;
 pub mod error;
 pub mod handler;
 pub mod metrics;

@@ -13,6 +13,7 @@ use proxy_config::{
     RouteRef, Timeouts, TlsMode,
 };
 
+use crate::budget::RetryBudgetState;
 use crate::error::Error;
 use crate::metrics::{Metrics, RequestLabels, RequestMetrics};
 use crate::router::HttpRouter;
@@ -240,6 +241,8 @@ pub struct BackendRuntime {
     pub connector: Connector,
     pub load_balancing: LoadBalancing,
     pub endpoints: Vec<Arc<EndpointState>>,
+    /// What its retries may spend, carried across config generations.
+    pub retry_budget: Option<Arc<RetryBudgetState>>,
     next: AtomicUsize,
 }
 
@@ -353,10 +356,11 @@ impl EndpointState {
     }
 }
 
-/// Endpoint state carried from one config to the next.
+/// Endpoint state and retry budgets carried from one config to the next.
 #[derive(Debug, Default)]
 pub struct EndpointRegistry {
     endpoints: std::sync::Mutex<HashMap<SocketAddr, Arc<EndpointState>>>,
+    budgets: std::sync::Mutex<HashMap<String, Arc<RetryBudgetState>>>,
 }
 
 impl EndpointRegistry {
@@ -368,9 +372,25 @@ impl EndpointRegistry {
             .clone()
     }
 
+    /// The budget of backend `name`: the one it had, unless its terms
+    /// changed.
+    fn budget(&self, name: &str, budget: &proxy_config::RetryBudget) -> Arc<RetryBudgetState> {
+        let mut budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
+        match budgets.get(name) {
+            Some(state) if state.budget() == budget => state.clone(),
+            _ => {
+                let state = Arc::new(RetryBudgetState::new(budget));
+                budgets.insert(name.to_owned(), state.clone());
+                state
+            }
+        }
+    }
+
     fn retain_used(&self) {
         let mut endpoints = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
         endpoints.retain(|_, state| Arc::strong_count(state) > 1);
+        let mut budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
+        budgets.retain(|_, state| Arc::strong_count(state) > 1);
     }
 }
 
@@ -403,6 +423,10 @@ pub fn compile(
                     .iter()
                     .map(|e| registry.get(SocketAddr::new(e.address, e.port)))
                     .collect(),
+                retry_budget: backend
+                    .retry_budget
+                    .as_ref()
+                    .map(|budget| registry.budget(name, budget)),
                 next: AtomicUsize::new(fastrand::usize(..)),
             };
             (name.as_str(), Arc::new(runtime))

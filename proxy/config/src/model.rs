@@ -532,6 +532,23 @@ pub struct Backend {
     /// Re-encrypt: TLS to the endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<BackendTls>,
+    /// A bound on retries to this backend, whichever rules send them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_budget: Option<RetryBudget>,
+}
+}
+
+contract_type! {
+/// Retries to a backend may make up at most `percent` of its requests over
+/// `interval_ms`, and `min_retries` per `min_interval_ms` are always
+/// allowed, so that a quiet backend can still be retried. A retry over the
+/// budget is not sent: the client gets 503 (XBackendTrafficPolicy's
+/// `retryConstraint`).
+pub struct RetryBudget {
+    pub percent: u32,
+    pub interval_ms: u64,
+    pub min_retries: u32,
+    pub min_interval_ms: u64,
 }
 }
 

@@ -41,6 +41,7 @@ fn sample() -> GatewayConfig {
         }],
         load_balancing: LoadBalancing::RoundRobin,
         tls: None,
+        retry_budget: None,
     };
     let web = VirtualHost {
         source: "https".into(),
@@ -376,6 +377,40 @@ fn session_persistence_needs_a_token_name_a_plain_path_and_a_lifetime_to_be_perm
         assert_eq!(found, expected, "name {name:?} path {path:?}");
     }
     assert!(!is_session_name(&"a".repeat(MAX_SESSION_NAME_LEN + 1)));
+}
+
+#[test]
+fn retry_budgets_stay_within_a_percentage_and_an_hour() {
+    let budget = |percent, interval_ms, min_interval_ms| RetryBudget {
+        percent,
+        interval_ms,
+        min_retries: 10,
+        min_interval_ms,
+    };
+    let cases = [
+        (budget(20, 10_000, 1_000), vec![]),
+        (budget(0, 1, 3_600_000), vec![]),
+        (budget(101, 10_000, 1_000), vec!["percent"]),
+        (
+            budget(20, 0, 3_600_001),
+            vec!["intervalMs", "minIntervalMs"],
+        ),
+    ];
+    for (budget, fields) in cases {
+        let mut config = sample();
+        if let Some(backend) = config.backends.get_mut("apps/v1:8080") {
+            backend.retry_budget = Some(budget.clone());
+        }
+        let expected: Vec<String> = fields
+            .iter()
+            .map(|field| format!("config.backends[\"apps/v1:8080\"].retryBudget.{field}"))
+            .collect();
+        let found = match validate(&ConfigDocument::new(1, config)) {
+            Ok(()) => Vec::new(),
+            Err(errors) => paths(&errors).into_iter().map(str::to_owned).collect(),
+        };
+        assert_eq!(found, expected, "{budget:?}");
+    }
 }
 
 #[test]

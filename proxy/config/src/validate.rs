@@ -20,6 +20,9 @@ pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 const MAX_RETRY_ATTEMPTS: u32 = 100;
 
+/// Longest window of a retry budget: an hour, as Gateway API allows.
+const MAX_BUDGET_INTERVAL_MS: u64 = 3_600_000;
+
 /// Longest session cookie or header name the proxy accepts.
 pub const MAX_SESSION_NAME_LEN: usize = 128;
 
@@ -672,6 +675,23 @@ impl Validator {
                         format!("certificate {name:?} has no private key"),
                     ),
                     Some(_) => {}
+                }
+            }
+        }
+        if let Some(budget) = &backend.retry_budget {
+            let path = format!("{path}.retryBudget");
+            if budget.percent > 100 {
+                self.error(format!("{path}.percent"), "at most 100");
+            }
+            for (field, ms) in [
+                ("intervalMs", budget.interval_ms),
+                ("minIntervalMs", budget.min_interval_ms),
+            ] {
+                if !(1..=MAX_BUDGET_INTERVAL_MS).contains(&ms) {
+                    self.error(
+                        format!("{path}.{field}"),
+                        format!("must be between 1 and {MAX_BUDGET_INTERVAL_MS} ms"),
+                    );
                 }
             }
         }

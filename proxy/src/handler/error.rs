@@ -30,6 +30,8 @@ pub(super) enum RequestError {
     Timeout,
     #[error("the client stopped sending the request body")]
     BodyTimeout,
+    #[error("the backend's retry budget is spent")]
+    RetryBudget,
     #[error("the backend could not be reached")]
     Unreachable {
         /// The connection itself failed (rather than the request on it).
@@ -40,9 +42,9 @@ pub(super) enum RequestError {
 impl RequestError {
     pub(super) fn status(&self) -> StatusCode {
         match self {
-            RequestError::ListenerRemoved | RequestError::NoEndpoint => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            RequestError::ListenerRemoved
+            | RequestError::NoEndpoint
+            | RequestError::RetryBudget => StatusCode::SERVICE_UNAVAILABLE,
             RequestError::NoHost | RequestError::NoRoute => StatusCode::NOT_FOUND,
             RequestError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             RequestError::NoBackend | RequestError::InvalidBackend(_) => {
@@ -71,6 +73,7 @@ impl RequestError {
             RequestError::BackendTls(_) => "the backend's TLS settings are invalid\n",
             RequestError::Timeout => "the backend did not answer in time\n",
             RequestError::BodyTimeout => "the request body stopped arriving\n",
+            RequestError::RetryBudget => "retries to this backend are over their budget\n",
             RequestError::Unreachable { .. } => "the backend could not be reached\n",
         };
         let mut response = text(self.status(), body);

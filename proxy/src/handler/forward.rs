@@ -101,6 +101,16 @@ pub(super) async fn forward(
             tokio::time::sleep(backoff(retry, attempt)).await;
         }
         let now_ms = shared.now_ms();
+        // Every attempt counts towards the backend's retry budget; a retry
+        // over it is not sent, and the client gets 503 as the spec asks.
+        if let Some(budget) = &backend.retry_budget {
+            if attempt == 0 {
+                budget.attempt(now_ms);
+            } else if !budget.try_retry(now_ms) {
+                debug!(backend = %backend.name, attempt, "retry refused: the retry budget is spent");
+                return Err(RequestError::RetryBudget);
+            }
+        }
         // Retries go wherever the balancer sends them: the session follows.
         let first_choice = if attempt == 0 { pinned.as_ref() } else { None };
         let endpoint = match first_choice {

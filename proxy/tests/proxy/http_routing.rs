@@ -991,3 +991,58 @@ async fn sessions_stick_to_their_endpoint_drain_from_weight_zero_and_move_when_i
         Some(proxy::session::endpoint_id("flaky", a.address))
     );
 }
+
+#[tokio::test]
+async fn a_spent_retry_budget_answers_503_instead_of_retrying() {
+    let web = EchoServer::start("web").await;
+    let port = free_port();
+    let mut budgeted = service("web", &web);
+    // No share of requests, one retry per minute: a retry storm is cut.
+    budgeted.1.retry_budget = Some(RetryBudget {
+        percent: 0,
+        interval_ms: 10_000,
+        min_retries: 1,
+        min_interval_ms: 60_000,
+    });
+    let mut retried = rule("budget", vec![to("web", 1)], vec![]);
+    retried.retry = Some(Retry {
+        attempts: 3,
+        status_codes: vec![500],
+        backoff_ms: 1,
+        on_connect_failure: true,
+    });
+    let _proxy = InProcessProxy::start(gateway(
+        vec![http_listener(
+            "http",
+            port,
+            vec![vhost(
+                "http",
+                &["budget.test"],
+                vec![(prefix("/"), retried)],
+            )],
+        )],
+        vec![budgeted],
+    ))
+    .await;
+    let client = client();
+    let url = format!("http://127.0.0.1:{port}/flaky");
+    // (id, failures) → answer, tries the backend saw.
+    let cases = [
+        // The minimum rate's one retry is spent here: try, retry, refused.
+        ("first", 5, StatusCode::SERVICE_UNAVAILABLE, 2),
+        // Nothing left: the first failure is final, as 503.
+        ("second", 5, StatusCode::SERVICE_UNAVAILABLE, 1),
+        // A request that needs no retry is untouched.
+        ("healthy", 0, StatusCode::OK, 1),
+    ];
+    for (id, fail, want, tries) in cases {
+        let answer = get(
+            &client,
+            &format!("{url}?id={id}&fail={fail}&status=500"),
+            &[("host", "budget.test")],
+        )
+        .await;
+        assert_eq!((id, answer.status), (id, want));
+        assert_eq!((id, flaky_tries(id)), (id, tries), "tries the backend saw");
+    }
+}

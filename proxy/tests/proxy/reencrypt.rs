@@ -107,6 +107,7 @@ fn config(port: u16, backend: SocketAddr, ca_pem: String, tls: BackendTls) -> Ga
                 }],
                 load_balancing: LoadBalancing::RoundRobin,
                 tls: Some(tls),
+                retry_budget: None,
             },
         )],
     );

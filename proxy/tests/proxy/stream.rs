@@ -98,6 +98,7 @@ fn backend_at(
             }],
             load_balancing: LoadBalancing::RoundRobin,
             tls: None,
+            retry_budget: None,
         },
     )
 }

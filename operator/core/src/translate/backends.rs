@@ -195,6 +195,8 @@ pub(super) fn resolve(
             endpoints,
             load_balancing: LoadBalancing::RoundRobin,
             tls: None,
+            // XBackendTrafficPolicy's retryConstraint is not translated yet.
+            retry_budget: None,
         },
         ca_bundles: Vec::new(),
         policy: None,

@@ -282,6 +282,7 @@ pub fn service_with(
             endpoints: backends.iter().map(|b| b.endpoint()).collect(),
             load_balancing: LoadBalancing::RoundRobin,
             tls: None,
+            retry_budget: None,
         },
     )
 }
