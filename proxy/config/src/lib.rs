@@ -19,7 +19,7 @@ pub use document::{
 pub use model::*;
 pub use validate::{
     MAX_SESSION_NAME_LEN, MAX_WEIGHT, REGEX_SIZE_LIMIT, ValidationError, ValidationErrors,
-    anchored_regex, is_session_name, validate,
+    anchored_regex, is_cookie_path, is_session_name, validate,
 };
 
 /// Why a document could not be loaded.

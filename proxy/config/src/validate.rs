@@ -452,12 +452,7 @@ impl Validator {
                 ),
             );
         }
-        if !session.path.starts_with('/')
-            || session
-                .path
-                .bytes()
-                .any(|b| b == b';' || b.is_ascii_control() || !b.is_ascii())
-        {
+        if !is_cookie_path(&session.path) {
             self.error(
                 format!("{path}.path"),
                 "must start with / and hold no ';', control or non-ASCII characters",
@@ -814,6 +809,15 @@ fn is_token(value: &str) -> bool {
 /// route's `sessionName` with this, so what it sends always validates.
 pub fn is_session_name(name: &str) -> bool {
     name.len() <= MAX_SESSION_NAME_LEN && is_token(name)
+}
+
+/// Whether `path` can be a cookie's `Path`: absolute, ASCII, no `;` and no
+/// control characters. The operator checks route paths with this too.
+pub fn is_cookie_path(path: &str) -> bool {
+    path.starts_with('/')
+        && path
+            .bytes()
+            .all(|b| b != b';' && b.is_ascii() && !b.is_ascii_control())
 }
 
 /// A header value without control characters (tab allowed).

@@ -9,7 +9,7 @@ use gwapi::httproutes::{
 };
 use proxy_config::{
     BackendTarget, HttpMatch, HttpRule, PathMatch, Retry, RouteRef, SessionCarrier,
-    SessionPersistence, Timeouts, WeightedBackend, is_session_name,
+    SessionPersistence, Timeouts, WeightedBackend, is_cookie_path, is_session_name,
 };
 
 use super::backends::{BackendRefFields, BackendUse, resolve};
@@ -248,9 +248,7 @@ pub(super) fn session_persistence(
     // or by pattern gets the whole site.
     let path = match matches {
         [only] => match &only.path {
-            Some(PathMatch::Exact(path) | PathMatch::PathPrefix(path))
-                if !path.contains(';') && path.is_ascii() =>
-            {
+            Some(PathMatch::Exact(path) | PathMatch::PathPrefix(path)) if is_cookie_path(path) => {
                 path.clone()
             }
             _ => "/".to_owned(),
