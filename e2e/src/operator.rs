@@ -348,6 +348,17 @@ fn fastrand_suffix() -> u128 {
         .unwrap_or_default()
 }
 
+/// The pod each answer names, in order, from echo servers' JSON bodies
+/// (as [`curl_many`] returns them).
+pub fn answering_pods(bodies: &str) -> Vec<String> {
+    bodies
+        .split("\"pod\": \"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// An echo Deployment and Service (`<name>`, port 8080 → 3000).
 pub fn echo(namespace: &str, name: &str, replicas: u32) -> String {
     format!(

@@ -22,6 +22,13 @@ pub mod grpcroutes {
     pub use gateway_api::experimental::grpcroutes::*;
 }
 
+/// XBackendTrafficPolicy (`gateway.networking.x-k8s.io/v1alpha1`, only in
+/// the experimental channel): retry budgets and session persistence for a
+/// Service.
+pub mod xbackendtrafficpolicies {
+    pub use gateway_api::experimental::xbackendtrafficpolicies::*;
+}
+
 /// Kinds generated from the Gateway API v1.6.1 CRDs.
 pub mod generated {
     /// TCPRoute, `gateway.networking.k8s.io/v1` since v1.6 (standard channel).

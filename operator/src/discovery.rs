@@ -13,7 +13,7 @@ use kube::discovery::{ApiResource, Discovery};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use operator_core::RouteKind;
-use operator_core::names::GATEWAY_GROUP;
+use operator_core::names::{GATEWAY_GROUP, GATEWAY_X_GROUP};
 use operator_core::snapshot::ServedKinds;
 use tracing::debug;
 
@@ -30,18 +30,20 @@ pub struct GatewayApis {
     pub proxy_configs: bool,
 }
 
-/// Kinds the operator reads; `GatewayClass` and `Gateway` are required.
-pub const KINDS: [&str; 10] = [
-    "GatewayClass",
-    "Gateway",
-    "HTTPRoute",
-    "GRPCRoute",
-    "TLSRoute",
-    "TCPRoute",
-    "UDPRoute",
-    "ReferenceGrant",
-    "BackendTLSPolicy",
-    "ListenerSet",
+/// Kinds the operator reads, by API group; `GatewayClass` and `Gateway`
+/// are required.
+pub const KINDS: [(&str, &str); 11] = [
+    (GATEWAY_GROUP, "GatewayClass"),
+    (GATEWAY_GROUP, "Gateway"),
+    (GATEWAY_GROUP, "HTTPRoute"),
+    (GATEWAY_GROUP, "GRPCRoute"),
+    (GATEWAY_GROUP, "TLSRoute"),
+    (GATEWAY_GROUP, "TCPRoute"),
+    (GATEWAY_GROUP, "UDPRoute"),
+    (GATEWAY_GROUP, "ReferenceGrant"),
+    (GATEWAY_GROUP, "BackendTLSPolicy"),
+    (GATEWAY_GROUP, "ListenerSet"),
+    (GATEWAY_X_GROUP, "XBackendTrafficPolicy"),
 ];
 
 impl GatewayApis {
@@ -53,6 +55,7 @@ impl GatewayApis {
                 .collect(),
             reference_grants: self.resources.contains_key("ReferenceGrant"),
             backend_tls_policies: self.resources.contains_key("BackendTLSPolicy"),
+            backend_traffic_policies: self.resources.contains_key("XBackendTrafficPolicy"),
             listener_sets: self.resources.contains_key("ListenerSet"),
             bundle_version: self.bundle_version.clone(),
             experimental: self.experimental.clone(),
@@ -67,7 +70,7 @@ impl GatewayApis {
 
 pub async fn discover(client: &Client) -> Result<GatewayApis, Error> {
     let discovery = Discovery::new(client.clone())
-        .filter(&[GATEWAY_GROUP, crds::GROUP])
+        .filter(&[GATEWAY_GROUP, GATEWAY_X_GROUP, crds::GROUP])
         .run()
         .await
         .map_err(|err| Error::Discovery(err.to_string()))?;
@@ -77,7 +80,7 @@ pub async fn discover(client: &Client) -> Result<GatewayApis, Error> {
             apis.proxy_configs = group.recommended_kind("ProxyConfig").is_some();
             continue;
         }
-        for kind in KINDS {
+        for (_, kind) in KINDS.into_iter().filter(|(name, _)| *name == group.name()) {
             if let Some((resource, _)) = group.recommended_kind(kind) {
                 apis.resources.insert(kind.to_owned(), resource);
             }
@@ -88,7 +91,7 @@ pub async fn discover(client: &Client) -> Result<GatewayApis, Error> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for (kind, resource) in &apis.resources {
         let annotations = crds
-            .get_opt(&format!("{}.{GATEWAY_GROUP}", resource.plural))
+            .get_opt(&format!("{}.{}", resource.plural, resource.group))
             .await
             .ok()
             .flatten()
@@ -162,5 +165,7 @@ fn crd_changes(client: &Client, initial_listing: bool) -> impl futures::Stream<I
 }
 
 fn is_ours(crd_name: &str) -> bool {
-    crd_name.ends_with(GATEWAY_GROUP) || crd_name.ends_with(crds::GROUP)
+    [GATEWAY_GROUP, GATEWAY_X_GROUP, crds::GROUP]
+        .iter()
+        .any(|group| crd_name.ends_with(&format!(".{group}")))
 }

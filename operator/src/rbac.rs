@@ -103,6 +103,18 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         scope: Scope::Cluster,
+        api_groups: &["gateway.networking.x-k8s.io"],
+        resources: &["xbackendtrafficpolicies"],
+        verbs: READ,
+    },
+    Rule {
+        scope: Scope::Cluster,
+        api_groups: &["gateway.networking.x-k8s.io"],
+        resources: &["xbackendtrafficpolicies/status"],
+        verbs: &["patch"],
+    },
+    Rule {
+        scope: Scope::Cluster,
         api_groups: &["gateway.portcullis.io"],
         resources: &["proxyconfigs"],
         verbs: READ,
@@ -187,7 +199,6 @@ pub fn allows(scope: Scope, group: &str, resource: &str, verb: &str) -> bool {
 mod tests {
     use std::path::Path;
 
-    use operator_core::names::GATEWAY_GROUP;
     use operator_core::provision::ProvisionedKind;
     use pretty_assertions::assert_eq;
     use serde::Deserialize;
@@ -359,6 +370,12 @@ mod tests {
         ),
         (
             Scope::Cluster,
+            "gateway.networking.x-k8s.io",
+            "xbackendtrafficpolicies",
+            &["list", "watch"],
+        ),
+        (
+            Scope::Cluster,
             "gateway.networking.k8s.io",
             "listenersets",
             &["list", "watch"],
@@ -410,6 +427,12 @@ mod tests {
             Scope::Cluster,
             "gateway.networking.k8s.io",
             "backendtlspolicies/status",
+            &["patch"],
+        ),
+        (
+            Scope::Cluster,
+            "gateway.networking.x-k8s.io",
+            "xbackendtrafficpolicies/status",
             &["patch"],
         ),
         (
@@ -508,7 +531,7 @@ mod tests {
 
     #[test]
     fn the_discovered_kinds_are_all_watchable() {
-        for kind in crate::discovery::KINDS {
+        for (group, kind) in crate::discovery::KINDS {
             let lower = kind.to_lowercase();
             // Kubernetes' English plurals: policy → policies, gateway →
             // gateways, class → classes.
@@ -524,7 +547,7 @@ mod tests {
             };
             for verb in ["list", "watch"] {
                 assert!(
-                    allows(Scope::Cluster, GATEWAY_GROUP, &plural, verb),
+                    allows(Scope::Cluster, group, &plural, verb),
                     "{kind}: {verb}"
                 );
             }

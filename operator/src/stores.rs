@@ -146,6 +146,8 @@ impl Stores {
         snapshot.listener_sets = parsed.parse("ListenerSet", objects("ListenerSet"));
         snapshot.backend_tls_policies =
             parsed.parse("BackendTLSPolicy", objects("BackendTLSPolicy"));
+        snapshot.backend_traffic_policies =
+            parsed.parse("XBackendTrafficPolicy", objects("XBackendTrafficPolicy"));
         self.parsed.forget_unseen();
 
         for service in self.services.state() {

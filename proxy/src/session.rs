@@ -162,10 +162,11 @@ impl SessionRuntime {
         let value = match self.config.carrier {
             SessionCarrier::Header => token,
             SessionCarrier::Cookie => {
-                let mut cookie = format!(
-                    "{}={token}; Path={}; HttpOnly; SameSite=Lax",
-                    self.config.name, self.config.path
-                );
+                let mut cookie = format!("{}={token}", self.config.name);
+                if let Some(path) = &self.config.path {
+                    cookie.push_str(&format!("; Path={path}"));
+                }
+                cookie.push_str("; HttpOnly; SameSite=Lax");
                 if secure {
                     cookie.push_str("; Secure");
                 }
@@ -196,7 +197,7 @@ mod tests {
             absolute_timeout_s: Some(3_600),
             idle_timeout_s: Some(600),
             permanent: true,
-            path: "/shop".into(),
+            path: Some("/shop".into()),
         }
     }
 
@@ -245,6 +246,23 @@ mod tests {
                 .as_str()
             ),
             "the start is kept, the last use moves, and Max-Age counts down"
+        );
+    }
+
+    #[test]
+    fn a_service_wide_session_cookie_leaves_the_path_to_the_browser() {
+        let sessions = runtime(SessionPersistence {
+            path: None,
+            permanent: false,
+            ..session(SessionCarrier::Cookie)
+        });
+        let (_, value) = sessions
+            .issue(None, "apps/web:80", address(), 1_000, false)
+            .expect("issued");
+        let id = endpoint_id("apps/web:80", address());
+        assert_eq!(
+            value.to_str().ok(),
+            Some(format!("cart={id:016x}.1000.1000; HttpOnly; SameSite=Lax").as_str())
         );
     }
 

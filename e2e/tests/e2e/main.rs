@@ -12,6 +12,7 @@ mod local_cluster;
 mod operator;
 mod operator_restart;
 mod proxy_secret;
+mod traffic_policies;
 
 /// The node agent the local cluster runs.
 const AGENT: &str = env!("CARGO_BIN_EXE_portcullis-node-agent");

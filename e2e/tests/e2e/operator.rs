@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use e2e::cluster::{TestNamespace, client, ensure_cluster, kubectl, shared, wait_for};
 use e2e::operator::{
-    apply, certificate, curl, curl_many, echo, ensure_operator, gateway_address, jsonpath,
-    operator_log, operator_metric, tail, tls_secret, wait_condition, wait_json,
+    answering_pods, apply, certificate, curl, curl_many, echo, ensure_operator, gateway_address,
+    jsonpath, operator_log, operator_metric, tail, tls_secret, wait_condition, wait_json,
 };
 
 async fn setup(purpose: &str) -> TestNamespace {
@@ -118,12 +118,7 @@ async fn a_gateway_and_route_get_a_programmed_proxy_that_serves_traffic() {
     let url = format!("http://{address}/hello");
     let pods = wait_for(Duration::from_secs(60), || async {
         let bodies = curl_many(&url, 20, &[]).await;
-        let pods: BTreeSet<String> = bodies
-            .split("\"pod\": \"")
-            .skip(1)
-            .filter_map(|rest| rest.split('"').next())
-            .map(str::to_owned)
-            .collect();
+        let pods: BTreeSet<String> = answering_pods(&bodies).into_iter().collect();
         (pods.len() == 2).then_some(pods)
     })
     .await;

@@ -54,6 +54,9 @@ pub fn snapshot(yaml: &str) -> Snapshot {
             "BackendTLSPolicy" => snapshot
                 .backend_tls_policies
                 .push(serde_json::from_value(json).expect("policy")),
+            "XBackendTrafficPolicy" => snapshot
+                .backend_traffic_policies
+                .push(serde_json::from_value(json).expect("traffic policy")),
             "ProxyConfig" => {
                 let config: crds::ProxyConfig = serde_json::from_value(json).expect("proxyconfig");
                 snapshot

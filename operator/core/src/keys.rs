@@ -98,6 +98,7 @@ pub enum StatusKind {
     Gateway,
     Route(RouteKind),
     BackendTlsPolicy,
+    XBackendTrafficPolicy,
     ListenerSet,
 }
 
@@ -109,6 +110,7 @@ impl StatusKind {
             StatusKind::Gateway => "Gateway",
             StatusKind::Route(kind) => kind.name(),
             StatusKind::BackendTlsPolicy => "BackendTLSPolicy",
+            StatusKind::XBackendTrafficPolicy => "XBackendTrafficPolicy",
             StatusKind::ListenerSet => "ListenerSet",
         }
     }
@@ -118,7 +120,11 @@ impl StatusKind {
         [StatusKind::GatewayClass, StatusKind::Gateway]
             .into_iter()
             .chain(RouteKind::ALL.into_iter().map(StatusKind::Route))
-            .chain([StatusKind::BackendTlsPolicy, StatusKind::ListenerSet])
+            .chain([
+                StatusKind::BackendTlsPolicy,
+                StatusKind::XBackendTrafficPolicy,
+                StatusKind::ListenerSet,
+            ])
     }
 
     /// Whether objects of the kind live in a namespace.
@@ -168,7 +174,7 @@ mod tests {
         }
         assert_eq!(RouteKind::from_name("Ingress"), None);
         let names: Vec<&str> = StatusKind::all().map(StatusKind::name).collect();
-        assert_eq!(names.len(), 9);
+        assert_eq!(names.len(), 10);
         assert!(!StatusKind::GatewayClass.namespaced());
     }
 }

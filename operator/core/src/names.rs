@@ -14,6 +14,8 @@ pub const FIELD_MANAGER: &str = "portcullis-operator";
 
 /// Gateway API group.
 pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+/// The group of the experimental channel's `X`-prefixed kinds.
+pub const GATEWAY_X_GROUP: &str = "gateway.networking.x-k8s.io";
 
 /// Label on every object the operator provisions, so that it can list them
 /// and remove the ones no Gateway wants any more.

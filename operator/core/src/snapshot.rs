@@ -12,6 +12,7 @@ use gwapi::httproutes::HttpRoute;
 use gwapi::listenersets::ListenerSet;
 use gwapi::referencegrants::ReferenceGrant;
 use gwapi::tlsroutes::TlsRoute;
+use gwapi::xbackendtrafficpolicies::XBackendTrafficPolicy;
 use gwapi::{TcpRoute, UdpRoute};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -27,6 +28,8 @@ pub struct ServedKinds {
     pub routes: BTreeSet<RouteKind>,
     pub reference_grants: bool,
     pub backend_tls_policies: bool,
+    /// XBackendTrafficPolicy (experimental channel only).
+    pub backend_traffic_policies: bool,
     pub listener_sets: bool,
     /// `gateway.networking.k8s.io/bundle-version` of the installed CRDs.
     pub bundle_version: Option<String>,
@@ -43,6 +46,7 @@ impl ServedKinds {
             routes: RouteKind::ALL.into_iter().collect(),
             reference_grants: true,
             backend_tls_policies: true,
+            backend_traffic_policies: true,
             listener_sets: true,
             bundle_version: Some("v1.6.1".to_owned()),
             experimental: BTreeSet::new(),
@@ -120,6 +124,7 @@ pub struct Snapshot {
     pub listener_sets: Vec<ListenerSet>,
     pub reference_grants: Vec<ReferenceGrant>,
     pub backend_tls_policies: Vec<BackendTlsPolicy>,
+    pub backend_traffic_policies: Vec<XBackendTrafficPolicy>,
     pub services: BTreeMap<ObjectKey, Service>,
     pub endpoint_slices: EndpointSlices,
     pub secrets: BTreeMap<ObjectKey, Secret>,

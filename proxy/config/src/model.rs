@@ -367,8 +367,10 @@ pub struct SessionPersistence {
     /// session has left); needs `absolute_timeout_s`.
     #[serde(default)]
     pub permanent: bool,
-    /// The cookie's `Path`.
-    pub path: String,
+    /// The cookie's `Path`; none leaves it to the browser (a session set
+    /// by a policy on a Service, which many routes may share: GEP-1619).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 }
 

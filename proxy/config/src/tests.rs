@@ -84,7 +84,7 @@ fn sample() -> GatewayConfig {
                     absolute_timeout_s: Some(3_600),
                     idle_timeout_s: Some(600),
                     permanent: true,
-                    path: "/shop".into(),
+                    path: Some("/shop".into()),
                 }),
             },
             HttpRule {
@@ -346,14 +346,17 @@ fn expected_order() -> Vec<&'static str> {
 
 #[test]
 fn session_persistence_needs_a_token_name_a_plain_path_and_a_lifetime_to_be_permanent() {
-    let cases: &[(&str, &str, Option<u64>, Vec<&str>)] = &[
-        ("cart", "/shop", Some(60), vec![]),
-        ("x-session_id", "/", Some(1), vec![]),
-        ("", "/", Some(60), vec!["name"]),
-        ("bad name", "/", Some(60), vec!["name"]),
-        ("c", "shop", Some(60), vec!["path"]),
-        ("c", "/a;b", Some(60), vec!["path"]),
-        ("c", "/", None, vec!["absoluteTimeoutS"]),
+    // Name, cookie path, absolute timeout, the fields refused.
+    type Case<'a> = (&'a str, Option<&'a str>, Option<u64>, Vec<&'a str>);
+    let cases: &[Case] = &[
+        ("cart", Some("/shop"), Some(60), vec![]),
+        ("x-session_id", Some("/"), Some(1), vec![]),
+        ("cart", None, Some(60), vec![]),
+        ("", Some("/"), Some(60), vec!["name"]),
+        ("bad name", Some("/"), Some(60), vec!["name"]),
+        ("c", Some("shop"), Some(60), vec!["path"]),
+        ("c", Some("/a;b"), Some(60), vec!["path"]),
+        ("c", Some("/"), None, vec!["absoluteTimeoutS"]),
     ];
     for (name, path, absolute, fields) in cases {
         let mut config = sample();
@@ -362,7 +365,7 @@ fn session_persistence_needs_a_token_name_a_plain_path_and_a_lifetime_to_be_perm
             .as_mut()
             .expect("the sample has a session");
         session.name = (*name).into();
-        session.path = (*path).into();
+        session.path = path.map(str::to_owned);
         session.absolute_timeout_s = *absolute;
         let expected: Vec<String> = fields
             .iter()

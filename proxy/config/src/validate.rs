@@ -452,7 +452,7 @@ impl Validator {
                 ),
             );
         }
-        if !is_cookie_path(&session.path) {
+        if session.path.as_deref().is_some_and(|p| !is_cookie_path(p)) {
             self.error(
                 format!("{path}.path"),
                 "must start with / and hold no ';', control or non-ASCII characters",

@@ -820,7 +820,7 @@ async fn sessions_stick_to_their_endpoint_drain_from_weight_zero_and_move_when_i
             absolute_timeout_s: Some(3_600),
             idle_timeout_s: None,
             permanent: false,
-            path: "/".into(),
+            path: Some("/".into()),
         });
         rule
     };

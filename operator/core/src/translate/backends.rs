@@ -1,5 +1,5 @@
 //! `backendRefs` to Services and their ready endpoints, with the
-//! BackendTLSPolicy that applies to each.
+//! BackendTLSPolicy and the XBackendTrafficPolicy that apply to each.
 
 use std::net::IpAddr;
 
@@ -7,6 +7,7 @@ use proxy_config::{Backend, BackendProtocol, Endpoint, LoadBalancing, ObjectRef}
 
 use super::backend_tls::{backend_tls_policies, policy_tls};
 use super::references::reference_allowed;
+use super::traffic_policies::{AppliedTrafficPolicy, traffic_policy};
 use crate::conditions::{Problem, reason};
 use crate::keys::{ObjectKey, RouteKind};
 use crate::names::GATEWAY_GROUP;
@@ -52,6 +53,8 @@ pub(super) struct Resolved {
     pub policy: Option<ObjectKey>,
     /// Policies that lost to it (same target), for their status.
     pub conflicted: Vec<ObjectKey>,
+    /// The XBackendTrafficPolicy on the Service (HTTP and gRPC only).
+    pub traffic: AppliedTrafficPolicy,
 }
 
 /// A failed resolution: the route's `ResolvedRefs` reason and message, and
@@ -195,14 +198,17 @@ pub(super) fn resolve(
             endpoints,
             load_balancing: LoadBalancing::RoundRobin,
             tls: None,
-            // XBackendTrafficPolicy's retryConstraint is not translated yet.
             retry_budget: None,
         },
         ca_bundles: Vec::new(),
         policy: None,
         conflicted: Vec::new(),
+        traffic: AppliedTrafficPolicy::default(),
     };
     if matches!(usage, BackendUse::Http | BackendUse::Grpc) {
+        // Retries and sessions are HTTP's: stream backends take no budget.
+        resolved.traffic = traffic_policy(snapshot, namespace, name);
+        resolved.backend.retry_budget = resolved.traffic.retry_budget.clone();
         let mut policies =
             backend_tls_policies(snapshot, namespace, name, service_port.name.as_deref());
         if !policies.is_empty() {

@@ -22,6 +22,8 @@ pub(super) struct CompiledRoute {
     pub ca_bundles: BTreeMap<String, String>,
     /// BackendTLSPolicies used, and what was wrong with them.
     pub policies: BTreeMap<ObjectKey, Option<Problem>>,
+    /// XBackendTrafficPolicies used, and what was wrong with them.
+    pub traffic_policies: BTreeMap<ObjectKey, Option<Problem>>,
 }
 
 #[derive(Debug, Clone)]

@@ -19,7 +19,9 @@ use super::parameters::{gateway_parameters, proxy_settings};
 use super::routes::RouteView;
 use super::rules;
 use super::sockets;
-use super::status::{GatewayFacts, listener_status, parent_status, policy_ancestors};
+use super::status::{
+    GatewayFacts, listener_status, parent_status, policy_ancestors, traffic_policy_ancestors,
+};
 use crate::conditions::{Problem, reason};
 use crate::keys::ObjectKey;
 use crate::names;
@@ -102,7 +104,10 @@ pub(super) fn translate(
 
     // Routes: compile once, attach to every parent of ours.
     let mut compiled: Vec<CompiledRoute> = Vec::with_capacity(routes.len());
+    // Each policy's Gateways, and what was wrong with it there.
     let mut policy_use: BTreeMap<ObjectKey, BTreeMap<ObjectKey, Option<Problem>>> = BTreeMap::new();
+    let mut traffic_policy_use: BTreeMap<ObjectKey, BTreeMap<ObjectKey, Option<Problem>>> =
+        BTreeMap::new();
     for (route_index, route) in routes.iter().enumerate() {
         let mut parents = Vec::new();
         let mut compiled_route: Option<CompiledRoute> = None;
@@ -173,6 +178,12 @@ pub(super) fn translate(
                     .or_default()
                     .insert(gateway_key.clone(), problem.clone());
             }
+            for (policy, problem) in &compiled_route.traffic_policies {
+                traffic_policy_use
+                    .entry(policy.clone())
+                    .or_default()
+                    .insert(gateway_key.clone(), problem.clone());
+            }
         }
         compiled.push(compiled_route.unwrap_or_default());
         translation.routes.insert(route.key(), parents);
@@ -191,6 +202,14 @@ pub(super) fn translate(
             .map(|uses| policy_ancestors(policy.metadata.generation, uses))
             .unwrap_or_default();
         translation.policies.insert(key, ancestors);
+    }
+    for policy in &snapshot.backend_traffic_policies {
+        let key = ObjectKey::of(&policy.metadata);
+        let ancestors = traffic_policy_use
+            .get(&key)
+            .map(|uses| traffic_policy_ancestors(policy.metadata.generation, uses))
+            .unwrap_or_default();
+        translation.traffic_policies.insert(key, ancestors);
     }
     translation
 }

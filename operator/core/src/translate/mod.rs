@@ -18,7 +18,8 @@
 //!   after its own, and their status;
 //! - [`routes`]: every route kind seen through one shape; [`attachment`]:
 //!   which listeners a route attaches to, and why not;
-//! - [`backends`] and [`backend_tls`]: backendRefs to endpoints and TLS;
+//! - [`backends`], [`backend_tls`] and [`traffic_policies`]: backendRefs to
+//!   endpoints, TLS, retry budgets and Service-wide session persistence;
 //!   [`matches`], [`filters`], [`rules`]: route rules compiled once;
 //! - [`sockets`]: listeners sharing a port into one proxy listener, with
 //!   virtual hosts in the spec's precedence;
@@ -54,6 +55,7 @@ mod routes;
 mod rules;
 mod sockets;
 mod status;
+mod traffic_policies;
 
 pub use certificates::check_pem;
 pub use classes::supported_bundle_version;

@@ -26,6 +26,8 @@ pub struct Translation {
     pub routes: BTreeMap<RouteKey, Vec<RouteParentStatus>>,
     /// Our entries of each BackendTLSPolicy's `status.ancestors`.
     pub policies: BTreeMap<ObjectKey, Vec<PolicyAncestorStatus>>,
+    /// Our entries of each XBackendTrafficPolicy's `status.ancestors`.
+    pub traffic_policies: BTreeMap<ObjectKey, Vec<PolicyAncestorStatus>>,
     /// Status of each ListenerSet naming a Gateway of ours.
     pub listener_sets: BTreeMap<ObjectKey, ListenerSetStatus>,
 }

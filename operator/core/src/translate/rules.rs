@@ -65,9 +65,16 @@ pub(super) fn compile(snapshot: &Snapshot, route: &RouteView) -> CompiledRoute {
         };
         let mut backends = Vec::new();
         let mut rule_error = None;
+        // The first Service-wide session among the rule's backends.
+        let mut service_session = None;
         for reference in &rule.backends {
             match weighted_backend(snapshot, route, reference, &mut out) {
-                Ok(backend) => backends.push(backend),
+                Ok((backend, session)) => {
+                    backends.push(backend);
+                    if service_session.is_none() {
+                        service_session = session;
+                    }
+                }
                 Err(message) => rule_error = Some(message),
             }
         }
@@ -100,15 +107,31 @@ pub(super) fn compile(snapshot: &Snapshot, route: &RouteView) -> CompiledRoute {
             );
             retry
         });
-        let session_persistence = rule.session_persistence.as_ref().map(|spec| {
-            let (session, notes) = session_persistence(spec, &route_ref, &matches);
-            out.not_honoured.extend(
-                notes
-                    .into_iter()
-                    .map(|note| format!("rule {label}: {note}")),
-            );
-            session
-        });
+        // The rule's own sessionPersistence wins over its Services'
+        // (GEP-1619). One from an XBackendTrafficPolicy covers the whole
+        // rule, every backend alike, and leaves the cookie's Path unset: many
+        // routes may share the Service.
+        let session_persistence =
+            match (&rule.session_persistence, &service_session) {
+                (Some(spec), _) => {
+                    let (session, notes) = session_persistence(spec, &route_ref, &matches);
+                    out.not_honoured.extend(
+                        notes
+                            .into_iter()
+                            .map(|note| format!("rule {label}: {note}")),
+                    );
+                    Some(session)
+                }
+                (None, Some((policy, spec))) => {
+                    let (mut session, notes) = session_persistence(spec, &route_ref, &matches);
+                    session.path = None;
+                    out.not_honoured.extend(notes.into_iter().map(|note| {
+                        format!("rule {label}: XBackendTrafficPolicy {policy}: {note}")
+                    }));
+                    Some(session)
+                }
+                (None, None) => None,
+            };
         out.rules.push(CompiledRule {
             rule: HttpRule {
                 route: route_ref,
@@ -255,6 +278,7 @@ pub(super) fn session_persistence(
         },
         _ => "/".to_owned(),
     };
+    let path = Some(path);
     let session = SessionPersistence {
         name,
         carrier,
@@ -280,12 +304,15 @@ fn rule_label(name: Option<&str>, index: u32) -> String {
     }
 }
 
+/// A Service-wide `sessionPersistence` and the policy that gave it.
+type ServiceSession = (ObjectKey, HttpRouteRulesSessionPersistence);
+
 fn weighted_backend(
     snapshot: &Snapshot,
     route: &RouteView,
     reference: &HttpRouteRulesBackendRefs,
     out: &mut CompiledRoute,
-) -> Result<WeightedBackend, String> {
+) -> Result<(WeightedBackend, Option<ServiceSession>), String> {
     let weight = u32::try_from(reference.weight.unwrap_or(1)).unwrap_or(0);
     let backend_filters = match &reference.filters {
         Some(list) => {
@@ -301,6 +328,7 @@ fn weighted_backend(
         namespace: reference.namespace.as_deref(),
         port: reference.port,
     };
+    let mut session = None;
     let target = match resolve(
         snapshot,
         route.kind,
@@ -313,6 +341,22 @@ fn weighted_backend(
                 out.policies.entry(policy).or_insert(None);
             }
             record_conflicts(out, &resolved.conflicted);
+            let traffic = resolved.traffic;
+            if let Some((winner, problem)) = traffic.policy {
+                for loser in traffic.conflicted {
+                    out.traffic_policies.insert(
+                        loser,
+                        Some(Problem::new(
+                            reason::CONFLICTED_POLICY,
+                            format!(
+                                "XBackendTrafficPolicy {winner} targets the same Service and takes precedence (the oldest wins, then the first by name)."
+                            ),
+                        )),
+                    );
+                }
+                out.traffic_policies.entry(winner).or_insert(problem);
+            }
+            session = traffic.session;
             out.ca_bundles.extend(resolved.ca_bundles.iter().cloned());
             out.backends.insert(resolved.key.clone(), resolved.backend);
             BackendTarget::Backend(resolved.key)
@@ -329,11 +373,14 @@ fn weighted_backend(
             BackendTarget::Invalid(message)
         }
     };
-    Ok(WeightedBackend {
-        target,
-        weight,
-        filters: backend_filters,
-    })
+    Ok((
+        WeightedBackend {
+            target,
+            weight,
+            filters: backend_filters,
+        },
+        session,
+    ))
 }
 
 fn record_conflicts(out: &mut CompiledRoute, conflicted: &[ObjectKey]) {

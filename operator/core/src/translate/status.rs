@@ -311,6 +311,37 @@ pub(super) fn parent_status(
     }
 }
 
+/// An XBackendTrafficPolicy's entries: one per Gateway whose backends it
+/// applies to, Accepted or why not (Conflicted, Invalid).
+pub(super) fn traffic_policy_ancestors(
+    generation: Option<i64>,
+    uses: &BTreeMap<ObjectKey, Option<Problem>>,
+) -> Vec<PolicyAncestorStatus> {
+    uses.iter()
+        .map(|(gateway, problem)| PolicyAncestorStatus {
+            ancestor_ref: gateway_ancestor(gateway),
+            controller_name: CONTROLLER_NAME.to_owned(),
+            conditions: vec![check(
+                reason::ACCEPTED,
+                problem.as_ref().map_or(Ok(()), Err),
+                "The policy applies to the backends of this Gateway.",
+                generation,
+            )],
+        })
+        .collect()
+}
+
+fn gateway_ancestor(gateway: &ObjectKey) -> ParentRef {
+    ParentRef {
+        group: Some(GATEWAY_GROUP.to_owned()),
+        kind: Some("Gateway".to_owned()),
+        namespace: Some(gateway.namespace.clone()),
+        name: gateway.name.clone(),
+        section_name: None,
+        port: None,
+    }
+}
+
 /// A BackendTLSPolicy's entries: one per Gateway whose backends it applies
 /// to, with what was wrong with it there.
 pub(super) fn policy_ancestors(
@@ -355,14 +386,7 @@ pub(super) fn policy_ancestors(
                 ],
             };
             PolicyAncestorStatus {
-                ancestor_ref: ParentRef {
-                    group: Some(GATEWAY_GROUP.to_owned()),
-                    kind: Some("Gateway".to_owned()),
-                    namespace: Some(gateway.namespace.clone()),
-                    name: gateway.name.clone(),
-                    section_name: None,
-                    port: None,
-                },
+                ancestor_ref: gateway_ancestor(gateway),
                 controller_name: CONTROLLER_NAME.to_owned(),
                 conditions,
             }

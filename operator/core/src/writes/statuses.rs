@@ -163,8 +163,18 @@ pub(super) fn policies(
     context: &Context<'_>,
     out: &mut Writes,
 ) {
-    for (key, ours) in &translation.policies {
-        let Some(current) = live.status(StatusKind::BackendTlsPolicy, key) else {
+    let kinds = [
+        (StatusKind::BackendTlsPolicy, &translation.policies),
+        (
+            StatusKind::XBackendTrafficPolicy,
+            &translation.traffic_policies,
+        ),
+    ];
+    for (kind, key, ours) in kinds
+        .into_iter()
+        .flat_map(|(kind, policies)| policies.iter().map(move |(key, ours)| (kind, key, ours)))
+    {
+        let Some(current) = live.status(kind, key) else {
             continue;
         };
         let entries = ours
@@ -178,12 +188,8 @@ pub(super) fn policies(
             &key.namespace,
             context.now,
         ) {
-            out.statuses.push(patch(
-                StatusKind::BackendTlsPolicy,
-                key.clone(),
-                current,
-                desired,
-            ));
+            out.statuses
+                .push(patch(kind, key.clone(), current, desired));
         }
     }
 }

@@ -483,3 +483,67 @@ fn a_listener_sets_status_is_written_once_and_keeps_its_transition_times() {
         second.statuses
     );
 }
+
+#[test]
+fn a_traffic_policys_ancestors_are_written_beside_other_controllers_and_then_left_alone() {
+    let yaml = format!(
+        "{BASE}{}{}{}",
+        gateway(HTTP_LISTENER),
+        route(
+            "web",
+            "  parentRefs: [{name: edge}]\n  rules:\n  - backendRefs: [{name: echo, port: 8080}]"
+        ),
+        "
+---
+apiVersion: gateway.networking.x-k8s.io/v1alpha1
+kind: XBackendTrafficPolicy
+metadata: {name: budget, namespace: apps, generation: 2}
+spec:
+  targetRefs: [{group: '', kind: Service, name: echo}]
+  retryConstraint: {}
+"
+    );
+    let translation = translate(&snapshot(&yaml));
+    let policy = StatusTarget::new(
+        StatusKind::XBackendTrafficPolicy,
+        ObjectKey::new("apps", "budget"),
+    );
+    let theirs = serde_json::json!({
+        "ancestorRef": {"name": "other-gateway"},
+        "controllerName": "example.com/other",
+        "conditions": [],
+    });
+    let mut live = empty_statuses();
+    live.statuses.insert(
+        policy.clone(),
+        LiveStatus {
+            resource_version: "4".into(),
+            status: Some(Arc::new(serde_json::json!({"ancestors": [theirs]}))),
+        },
+    );
+    let writes = writes_of(&translation, &live, &BTreeSet::new(), Scope::All);
+    let patch = writes
+        .statuses
+        .iter()
+        .find(|p| p.target == policy)
+        .expect("the policy's status is written");
+    assert_eq!(patch.resource_version, "4");
+    assert_eq!(patch.status["ancestors"][0], theirs);
+    let ours = &patch.status["ancestors"][1];
+    assert_eq!(ours["ancestorRef"]["name"], "edge");
+    assert_eq!(ours["controllerName"], CONTROLLER_NAME);
+    assert_eq!(ours["conditions"][0]["type"], "Accepted");
+    assert_eq!(ours["conditions"][0]["status"], "True");
+    assert_eq!(ours["conditions"][0]["observedGeneration"], 2);
+
+    let again = writes_of(
+        &translation,
+        &after(live, &writes),
+        &BTreeSet::new(),
+        Scope::All,
+    );
+    assert!(
+        again.statuses.iter().all(|p| p.target != policy),
+        "nothing changed, nothing written"
+    );
+}

@@ -100,6 +100,21 @@ spec:
 "#
         ));
         yaml.push_str(&policy(&format!("p{i}"), created, None, "ConfigMap"));
+        // Two traffic policies on one Service created in the same second:
+        // the name decides which wins.
+        yaml.push_str(&format!(
+            r#"
+---
+apiVersion: gateway.networking.x-k8s.io/v1alpha1
+kind: XBackendTrafficPolicy
+metadata: {{name: x{i}, namespace: apps, creationTimestamp: '2026-01-01T00:00:00Z'}}
+spec:
+  targetRefs: [{{group: "", kind: Service, name: echo}}]
+  retryConstraint: {{budget: {{percent: {}}}}}
+  sessionPersistence: {{sessionName: s{i}}}
+"#,
+            10 + i
+        ));
     }
     yaml.push_str(
         r#"
@@ -152,6 +167,7 @@ fn the_fixture_holds_every_kind_and_they_all_attach() {
         ("udp", base.udp_routes.len()),
         ("grants", base.reference_grants.len()),
         ("policies", base.backend_tls_policies.len()),
+        ("traffic policies", base.backend_traffic_policies.len()),
         ("listener sets", base.listener_sets.len()),
     ] {
         assert!(count > 1, "{kind}: {count}");
@@ -181,6 +197,7 @@ proptest! {
         shuffle(&mut shuffled.udp_routes, &mut state);
         shuffle(&mut shuffled.reference_grants, &mut state);
         shuffle(&mut shuffled.backend_tls_policies, &mut state);
+        shuffle(&mut shuffled.backend_traffic_policies, &mut state);
         shuffle(&mut shuffled.listener_sets, &mut state);
         for slices in shuffled.endpoint_slices.values_mut() {
             shuffle(slices, &mut state);

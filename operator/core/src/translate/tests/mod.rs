@@ -25,6 +25,7 @@ mod parameters;
 mod references;
 mod rules;
 mod sockets;
+mod traffic_policies;
 
 fn condition<'a>(conditions: &'a [Condition], type_: &str) -> &'a Condition {
     conditions

@@ -211,13 +211,16 @@ fn session_persistence_reaches_the_proxy_with_defaults_and_notes() {
             absolute_timeout_s: Some(3_600),
             idle_timeout_s: Some(2),
             permanent: true,
-            path: "/cart".into(),
+            path: Some("/cart".into()),
         }
     );
     let header = session_of(1);
     assert_eq!(header.carrier, proxy_config::SessionCarrier::Header);
     assert!(header.name.starts_with("portcullis-session-"), "{header:?}");
-    assert_eq!((header.path.as_str(), header.idle_timeout_s), ("/", None));
+    assert_eq!(
+        (header.path.as_deref(), header.idle_timeout_s),
+        (Some("/"), None)
+    );
     let fallback = session_of(2);
     assert!(
         !fallback.permanent,
