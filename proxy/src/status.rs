@@ -174,13 +174,15 @@ fn refused(live: Option<&Live>, generation: Option<u64>, error: &Error) -> Optio
             message: truncate(message),
         });
     };
-    let what = match (generation, error) {
-        (Some(generation), _) => format!("{} refused: {error}", Generation(generation)),
-        (None, Error::ConfigMissing(_)) => error.to_string(),
-        (None, _) => format!("refused: {error}"),
+    let message = match (generation, error) {
+        (Some(generation), _) => {
+            Generation(generation).refused_while_serving(&live.head, &error.to_string())
+        }
+        (None, Error::ConfigMissing(_)) => format!("{}; {error}", live.head),
+        (None, _) => format!("{}; refused: {error}", live.head),
     };
     Some(Condition {
-        message: truncate(format!("{}; {what}", live.head)),
+        message: truncate(message),
         ..live.condition.clone()
     })
 }

@@ -64,6 +64,9 @@ pub struct ProxyPod {
     pub applied_generation: Option<u64>,
     /// False `ConfigApplied`: its reason and message.
     pub failure: Option<(String, String)>,
+    /// A newer generation it refused while it keeps serving
+    /// `applied_generation`, and the message saying why.
+    pub refused: Option<(u64, String)>,
     pub terminating: bool,
 }
 
@@ -94,6 +97,12 @@ impl ProxyPod {
                     c.message.clone().unwrap_or_default(),
                 )
             }),
+            refused: applied
+                .filter(|c| c.status == "True")
+                .and_then(|c| c.message.as_deref())
+                .and_then(|message| {
+                    Generation::refused_in(message).map(|g| (g, message.to_owned()))
+                }),
             terminating: pod.metadata.deletion_timestamp.is_some(),
         }
     }
@@ -224,6 +233,18 @@ mod tests {
         assert!(serving.ready);
         assert_eq!(serving.applied_generation, Some(7));
         assert_eq!(serving.failure, None);
+        assert_eq!(serving.refused, None);
+        let keeps_serving = ProxyPod::of(&pod(&[
+            ("Ready", "True", "", ""),
+            (
+                CONFIG_APPLIED_CONDITION,
+                "True",
+                "Applied",
+                "generation 7 applied: 2 listener(s) serving; generation 8 refused: listener https: no key",
+            ),
+        ]));
+        assert_eq!(keeps_serving.applied_generation, Some(7));
+        assert_eq!(keeps_serving.refused.as_ref().map(|r| r.0), Some(8));
         let refused = ProxyPod::of(&pod(&[(
             CONFIG_APPLIED_CONDITION,
             "False",

@@ -34,7 +34,26 @@ impl Generation {
             .unwrap_or(digits.len());
         digits[..end].parse().ok()
     }
+
+    /// The message of a proxy that keeps serving `head`'s generation after
+    /// refusing this one: `<head>; generation N refused: <error>`.
+    pub fn refused_while_serving(self, head: &str, error: &str) -> String {
+        format!("{head}{REFUSED_SEPARATOR}{self}{REFUSED_SUFFIX}{error}")
+    }
+
+    /// The generation a message of [`Generation::refused_while_serving`]
+    /// says was refused, if any.
+    pub fn refused_in(message: &str) -> Option<u64> {
+        let (_, rest) = message.split_once(REFUSED_SEPARATOR)?;
+        let generation = Generation::of(rest)?;
+        rest.strip_prefix(&Generation(generation).to_string())?
+            .starts_with(REFUSED_SUFFIX)
+            .then_some(generation)
+    }
 }
+
+const REFUSED_SEPARATOR: &str = "; ";
+const REFUSED_SUFFIX: &str = " refused: ";
 
 #[cfg(test)]
 mod tests {
@@ -62,7 +81,36 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_refusal_while_serving_names_both_generations() {
+        let message = Generation(8).refused_while_serving(
+            "generation 7 applied: 2 listener(s) serving",
+            "listener https: no key; see generation 9 refused: later",
+        );
+        assert_eq!(
+            message,
+            "generation 7 applied: 2 listener(s) serving; generation 8 refused: listener https: no key; see generation 9 refused: later"
+        );
+        assert_eq!(Generation::of(&message), Some(7));
+        assert_eq!(Generation::refused_in(&message), Some(8));
+        for plain in [
+            "generation 7 applied: 2 listener(s) serving",
+            "generation 7: listener web: Address in use",
+            "generation 7 applied; refused: garbage",
+        ] {
+            assert_eq!(Generation::refused_in(plain), None, "{plain}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn a_refused_generation_reads_back(serving in any::<u64>(), refused in any::<u64>(), error in "[ :;a-z0-9]{0,40}") {
+            let head = format!("{} applied: 1 listener(s) serving", Generation(serving));
+            let message = Generation(refused).refused_while_serving(&head, &error);
+            prop_assert_eq!(Generation::of(&message), Some(serving));
+            prop_assert_eq!(Generation::refused_in(&message), Some(refused));
+        }
+
         #[test]
         fn what_is_written_reads_back(generation in any::<u64>(), rest in "[ :;a-z0-9]{0,40}") {
             let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());

@@ -20,7 +20,8 @@ use super::routes::RouteView;
 use super::rules;
 use super::sockets;
 use super::status::{
-    GatewayFacts, listener_status, parent_status, policy_ancestors, traffic_policy_ancestors,
+    GatewayFacts, Serving, listener_status, parent_status, policy_ancestors,
+    traffic_policy_ancestors,
 };
 use crate::conditions::{Problem, reason};
 use crate::keys::ObjectKey;
@@ -381,12 +382,6 @@ fn plan(
         .get(&work.key)
         .map(Vec::as_slice)
         .unwrap_or_default();
-    let ready_replicas = pods
-        .iter()
-        .filter(|p| {
-            p.ready && !p.terminating && p.applied_generation.is_some_and(|g| g >= generation)
-        })
-        .count();
     let facts = GatewayFacts {
         observed_generation: gateway.metadata.generation,
         refusal: work.refusal.as_ref(),
@@ -394,7 +389,7 @@ fn plan(
         references: work.backend_client_certificate.as_ref().map(|_| ()),
         insecure_frontend: insecure_frontend_validation(gateway),
         address: address.as_ref().copied(),
-        ready_replicas,
+        serving: Serving::of(pods, generation),
         proxy_failure: pods.iter().find_map(|p| p.failure.as_ref()),
         generation,
     };

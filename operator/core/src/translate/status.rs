@@ -13,6 +13,7 @@ use super::routes::{ParentRef, RouteView};
 use crate::conditions::{Problem, check, condition, reason};
 use crate::keys::ObjectKey;
 use crate::names::{CONTROLLER_NAME, GATEWAY_GROUP};
+use crate::snapshot::ProxyPod;
 
 /// What a Gateway's conditions are made of.
 #[derive(Debug)]
@@ -28,18 +29,60 @@ pub(super) struct GatewayFacts<'a> {
     pub insecure_frontend: Option<String>,
     /// Whether the Gateway has its address.
     pub address: Result<(), &'a Problem>,
-    /// Ready proxy replicas serving `generation` or later.
-    pub ready_replicas: usize,
+    /// What the ready proxy replicas serve.
+    pub serving: Serving<'a>,
     /// A proxy's `ConfigApplied=False` reason and message.
     pub proxy_failure: Option<&'a (String, String)>,
     /// The config generation the Gateway's Secret carries.
     pub generation: u64,
 }
 
+/// What a Gateway's ready proxy replicas serve, against the generation its
+/// Secret carries.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Serving<'a> {
+    /// Ready replicas serving that generation or a later one.
+    pub current: usize,
+    /// Ready replicas still serving an older one, and the newest of those.
+    pub older: usize,
+    pub older_generation: u64,
+    /// A replica's message saying it refused that generation (or a later
+    /// one) and keeps serving an older one.
+    pub refused: Option<&'a str>,
+}
+
+impl<'a> Serving<'a> {
+    pub fn of(pods: &'a [ProxyPod], generation: u64) -> Serving<'a> {
+        let mut serving = Serving::default();
+        for pod in pods.iter().filter(|p| p.ready && !p.terminating) {
+            match pod.applied_generation {
+                Some(applied) if applied >= generation => serving.current += 1,
+                Some(applied) => {
+                    serving.older += 1;
+                    serving.older_generation = serving.older_generation.max(applied);
+                }
+                None => {}
+            }
+        }
+        serving.refused = pods.iter().find_map(|p| {
+            p.refused
+                .as_ref()
+                .filter(|(refused, _)| *refused >= generation)
+                .map(|(_, message)| message.as_str())
+        });
+        serving
+    }
+}
+
 impl GatewayFacts<'_> {
-    /// Whether a ready proxy serves the Gateway's config at its address.
+    /// Whether a ready proxy serves the Gateway at its address: its newest
+    /// config, or an older one while the newest is being applied (a busy
+    /// Gateway does not flap), but not once the newest was refused.
     pub fn programmed(&self) -> bool {
-        self.refusal.is_none() && self.address.is_ok() && self.ready_replicas > 0
+        self.refusal.is_none()
+            && self.address.is_ok()
+            && (self.serving.current > 0
+                || (self.serving.older > 0 && self.serving.refused.is_none()))
     }
 
     pub fn conditions(&self) -> Vec<Condition> {
@@ -96,7 +139,37 @@ impl GatewayFacts<'_> {
             )
         } else if let Err(problem) = self.address {
             check(reason::PROGRAMMED, Err(problem), "", generation)
-        } else if self.ready_replicas == 0 {
+        } else if self.serving.current > 0 {
+            condition(
+                reason::PROGRAMMED,
+                true,
+                reason::PROGRAMMED,
+                format!(
+                    "{} proxy replica(s) serve config generation {config}.",
+                    self.serving.current
+                ),
+                generation,
+            )
+        } else if let Some(refusal) = self.serving.refused {
+            condition(
+                reason::PROGRAMMED,
+                false,
+                reason::INVALID,
+                format!("The proxy refused config generation {config} and serves an older one: {refusal}"),
+                generation,
+            )
+        } else if self.serving.older > 0 {
+            condition(
+                reason::PROGRAMMED,
+                true,
+                reason::PROGRAMMED,
+                format!(
+                    "{} proxy replica(s) serve config generation {} while they apply generation {config}.",
+                    self.serving.older, self.serving.older_generation
+                ),
+                generation,
+            )
+        } else {
             let message = match self.proxy_failure {
                 Some((why, message)) => {
                     format!("No proxy replica serves config generation {config}: {why}: {message}")
@@ -112,17 +185,6 @@ impl GatewayFacts<'_> {
                 false,
                 reason::PENDING,
                 message,
-                generation,
-            )
-        } else {
-            condition(
-                reason::PROGRAMMED,
-                true,
-                reason::PROGRAMMED,
-                format!(
-                    "{} proxy replica(s) serve config generation {config}.",
-                    self.ready_replicas
-                ),
                 generation,
             )
         });

@@ -22,6 +22,7 @@ mod endpoints;
 mod listener_sets;
 mod listeners;
 mod parameters;
+mod programmed;
 mod references;
 mod rules;
 mod sockets;
