@@ -30,6 +30,7 @@ use operator_core::{ObjectKey, Snapshot, StatusKind, Translation, decide};
 use tracing::{debug, error, info, warn};
 
 use crate::admin::Metrics;
+use crate::backoff::Backoff;
 use crate::bell::{Bell, Rung, endpoint_only};
 use crate::discovery::{self, GatewayApis, discover};
 use crate::error::Error;
@@ -110,8 +111,10 @@ struct Controller {
     memo: StatusMemo,
     /// When each Gateway's config Secret was last written, for the debounce.
     config_written: BTreeMap<ObjectKey, Instant>,
-    /// The earliest moment a deferred config Secret may be written.
+    /// The earliest moment a deferred config Secret, or a write waiting
+    /// out its backoff, may be written.
     deferred_until: Option<Instant>,
+    backoff: Backoff,
 }
 
 impl Controller {
@@ -139,6 +142,7 @@ impl Controller {
             memo: StatusMemo::default(),
             config_written: BTreeMap::new(),
             deferred_until: None,
+            backoff: Backoff::default(),
         }
     }
 
@@ -264,15 +268,29 @@ impl Controller {
         }
         self.memo.remember(&translation, &mut writes);
 
+        let waiting = self.backoff.hold_back(&mut writes, Instant::now());
         let done = self.executor.execute(&writes).await;
         if done.conflicts > 0 {
             self.bell.ring(Rung::StatusConflict);
+        }
+        for target in &done.succeeded {
+            self.backoff.succeeded(target);
+        }
+        let failed = Instant::now();
+        for (target, err) in &done.failed {
+            let wait = self.backoff.failed(target.clone(), failed);
+            warn!(target = ?target, error = %err, retry_ms = wait.as_millis() as u64, "write failed; that object waits, the rest goes on");
+        }
+        self.backoff.forget_stale(failed);
+        if let Some(retry) = self.backoff.next_retry() {
+            self.deferred_until = Some(self.deferred_until.map_or(retry, |d| d.min(retry)));
         }
         self.config_written.retain(|key, written| {
             translation.gateways.contains_key(key) && written.elapsed() < CONFIG_DEBOUNCE
         });
         debug!(
             fast,
+            waiting,
             decide_ms = decided.as_millis() as u64,
             write_ms = (started.elapsed() - decided).as_millis() as u64,
             "pass timing"
@@ -287,9 +305,6 @@ impl Controller {
             .gateways
             .store(translation.gateways.len() as u64, Ordering::Relaxed);
         self.last = Some((snapshot, translation));
-        match done.errors.into_iter().next() {
-            Some(err) => Err(err),
-            None => Ok(done.writes),
-        }
+        Ok(done.writes)
     }
 }

@@ -9,6 +9,8 @@ use kube::{Api, Client};
 use operator_core::names::FIELD_MANAGER;
 use operator_core::provision::{Desired, ProvisionedKind};
 use operator_core::writes::{Owned, StatusPatch, Writes};
+
+use crate::backoff::WriteTarget;
 use tracing::{debug, info, warn};
 
 use crate::discovery::GatewayApis;
@@ -25,8 +27,27 @@ pub struct Done {
     /// Status patches that lost a race with another writer (or whose object
     /// was deleted meanwhile): the next pass recomputes them.
     pub conflicts: usize,
-    /// Every write that failed, and every config the core refused.
-    pub errors: Vec<Error>,
+    /// The targets written (or found gone), for the backoff to forget.
+    pub succeeded: Vec<WriteTarget>,
+    /// Every write that failed, by target. Configs the core refused are not
+    /// among them: their Gateway's status says why, and retrying changes
+    /// nothing.
+    pub failed: Vec<(WriteTarget, Error)>,
+}
+
+impl Done {
+    fn record<T>(&mut self, target: WriteTarget, result: Result<T, Error>) -> Option<T> {
+        match result {
+            Ok(value) => {
+                self.succeeded.push(target);
+                Some(value)
+            }
+            Err(err) => {
+                self.failed.push((target, err));
+                None
+            }
+        }
+    }
 }
 
 /// Makes the writes through one client.
@@ -42,39 +63,43 @@ impl Executor {
 
     pub async fn execute(&self, writes: &Writes) -> Done {
         let mut done = Done::default();
-        for refused in &writes.refused {
-            done.errors.push(Error::Core(refused.clone()));
+        for (gateway, refused) in &writes.refused {
+            warn!(gateway = %gateway, error = %refused, "config not written");
         }
         for wave in writes.waves() {
-            let results =
-                futures::future::join_all(wave.into_iter().map(|object| self.apply(object))).await;
-            for result in results {
-                match result {
-                    Ok(()) => done.writes += 1,
-                    Err(err) => done.errors.push(err),
+            let results = futures::future::join_all(wave.into_iter().map(|object| async move {
+                let target = WriteTarget::Object(Owned {
+                    kind: object.kind,
+                    key: object.key.clone(),
+                });
+                (target, self.apply(object).await)
+            }))
+            .await;
+            for (target, result) in results {
+                if done.record(target, result).is_some() {
+                    done.writes += 1;
                 }
             }
         }
         for owned in &writes.delete {
-            match self.delete(owned).await {
-                Ok(true) => done.writes += 1,
-                Ok(false) => {}
-                Err(err) => done.errors.push(err),
+            let result = self.delete(owned).await;
+            if done.record(WriteTarget::Object(owned.clone()), result) == Some(true) {
+                done.writes += 1;
             }
         }
-        let mut patches =
-            futures::stream::iter(writes.statuses.iter().map(|p| self.patch_status(p)))
-                .buffer_unordered(CONCURRENT_PATCHES);
-        while let Some(result) = patches.next().await {
-            match result {
-                Ok(Patched::Written) => done.writes += 1,
-                Ok(Patched::Conflict) => done.conflicts += 1,
-                Ok(Patched::NotServed) => {}
-                Err(err) => done.errors.push(err),
+        let mut patches = futures::stream::iter(writes.statuses.iter().map(|patch| async move {
+            (
+                WriteTarget::Status(patch.target.clone()),
+                self.patch_status(patch).await,
+            )
+        }))
+        .buffer_unordered(CONCURRENT_PATCHES);
+        while let Some((target, result)) = patches.next().await {
+            match done.record(target, result) {
+                Some(Patched::Written) => done.writes += 1,
+                Some(Patched::Conflict) => done.conflicts += 1,
+                Some(Patched::NotServed) | None => {}
             }
-        }
-        for err in &done.errors {
-            warn!(error = %err, "write failed");
         }
         done
     }

@@ -6,11 +6,13 @@
 //! - `stores`: the watch caches, and the snapshot and live view built
 //!   from them for each pass;
 //! - `controller`: the reconcile loop, woken by the `bell`;
-//! - `executor`: server-side apply, deletion and status patches;
+//! - `executor`: server-side apply, deletion and status patches; `backoff`:
+//!   a refused write waits alone, per object;
 //! - `leader`: leader election; `admin`: health and metrics;
 //! - [`rbac`]: every call the operator makes, and the rules that allow it.
 
 mod admin;
+mod backoff;
 mod bell;
 mod controller;
 mod discovery;

@@ -104,6 +104,7 @@ async fn main() -> ExitCode {
     });
     let settings = Settings {
         proxy_image: args.proxy_image.clone(),
+        max_config_bytes: operator_core::provision::MAX_SECRET_DATA_BYTES,
     };
     let (Ok(mut terminate), Ok(mut interrupt)) = (
         signal(SignalKind::terminate()),

@@ -124,6 +124,8 @@ pub mod reason {
     pub const PARENT_NOT_ACCEPTED: &str = "ParentNotAccepted";
     /// A policy that lost to another on the same target.
     pub const CONFLICTED_POLICY: &str = "Conflicted";
+    /// A Gateway whose compiled config does not fit in its Secret.
+    pub const CONFIG_TOO_LARGE: &str = "ConfigTooLarge";
 }
 
 #[cfg(test)]

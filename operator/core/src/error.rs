@@ -8,4 +8,12 @@ pub enum Error {
     InvalidConfig { gateway: String, errors: String },
     #[error("encoding the config of {gateway}: {message}")]
     Encode { gateway: String, message: String },
+    #[error(
+        "the compiled config of {gateway} is {size} bytes compressed, over the {limit} bytes a Secret holds, so it was not written"
+    )]
+    TooLarge {
+        gateway: String,
+        size: usize,
+        limit: usize,
+    },
 }

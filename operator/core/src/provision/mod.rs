@@ -48,6 +48,9 @@ pub const ADMIN_PORT: u16 = 19001;
 pub struct Settings {
     /// The proxy image, unless a ProxyConfig says otherwise.
     pub proxy_image: String,
+    /// The largest encoded config written to a Secret
+    /// ([`MAX_SECRET_DATA_BYTES`] but in tests).
+    pub max_config_bytes: usize,
 }
 
 /// One object to apply, as the JSON server-side apply sends.
@@ -259,6 +262,19 @@ pub fn config_secret_hash(plan: &GatewayPlan) -> String {
 /// refuse the whole document; the last good one stays and the error says
 /// why.
 pub fn config_secret(gateway: &ObjectKey, plan: &GatewayPlan) -> Result<Desired, Error> {
+    config_secret_within(gateway, plan, MAX_SECRET_DATA_BYTES)
+}
+
+/// The most data a Secret may hold (the API server's limit).
+pub const MAX_SECRET_DATA_BYTES: usize = 1024 * 1024;
+
+/// [`config_secret`], refusing an encoded document over `limit` bytes: the
+/// API server would refuse the write on every pass.
+pub fn config_secret_within(
+    gateway: &ObjectKey,
+    plan: &GatewayPlan,
+    limit: usize,
+) -> Result<Desired, Error> {
     let document = ConfigDocument::new(plan.generation, plan.config.clone());
     if let Err(errors) = proxy_config::validate(&document) {
         return Err(Error::InvalidConfig {
@@ -270,6 +286,13 @@ pub fn config_secret(gateway: &ObjectKey, plan: &GatewayPlan) -> Result<Desired,
         gateway: gateway.to_string(),
         message: err.to_string(),
     })?;
+    if encoded.len() > limit {
+        return Err(Error::TooLarge {
+            gateway: gateway.to_string(),
+            size: encoded.len(),
+            limit,
+        });
+    }
     let name = names::provisioned(&gateway.name, &plan.class);
     let annotations: BTreeMap<String, String> = [
         (

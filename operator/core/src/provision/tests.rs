@@ -38,6 +38,7 @@ fn plan(spec: crds::ProxyConfigSpec) -> GatewayPlan {
 fn settings() -> Settings {
     Settings {
         proxy_image: "example/proxy:1".into(),
+        max_config_bytes: super::MAX_SECRET_DATA_BYTES,
     }
 }
 

@@ -32,8 +32,10 @@ pub struct Writes {
     /// The config generation each provisioned Gateway has once these writes
     /// are made, for the operator to remember (generations only grow).
     pub generations: Vec<(ObjectKey, DeployedConfig)>,
-    /// Config Secrets that were not written, and why.
-    pub refused: Vec<Error>,
+    /// Gateways whose config Secret was not written, and why: their
+    /// `Programmed` condition says so, and nothing is retried until their
+    /// inputs change.
+    pub refused: Vec<(ObjectKey, Error)>,
     /// Routes whose status is as desired, for [`StatusMemo::remember`].
     pub unchanged_routes: Vec<(RouteKey, (String, Vec<RouteParentStatus>))>,
 }

@@ -54,13 +54,14 @@ pub(super) fn provisioned(
                 out.held_configs.push(gateway.clone());
                 continue;
             }
-            match provision::config_secret(gateway, plan) {
+            match provision::config_secret_within(gateway, plan, context.settings.max_config_bytes)
+            {
                 Ok(secret) => {
                     out.apply.push(secret);
                     out.configs_written.push(gateway.clone());
                 }
                 Err(error) => {
-                    out.refused.push(error);
+                    out.refused.push((gateway.clone(), error));
                     continue;
                 }
             }

@@ -7,7 +7,8 @@ use serde::Serialize;
 use super::batch::{StatusPatch, Writes};
 use super::context::Context;
 use super::live::{Live, LiveStatus};
-use crate::conditions::merge;
+use crate::conditions::{merge, reason};
+use crate::error::Error;
 use crate::keys::{ObjectKey, StatusKind, StatusTarget};
 use crate::names::CONTROLLER_NAME;
 use crate::translate::{ParentRef, Translation};
@@ -50,6 +51,9 @@ pub(super) fn gateways(
             continue;
         };
         let mut desired = plan.status.clone();
+        if let Some((_, error)) = out.refused.iter().find(|(gateway, _)| gateway == key) {
+            not_programmed(desired.conditions.as_mut(), error);
+        }
         merge_with_live(
             desired.conditions.as_mut(),
             desired
@@ -78,6 +82,25 @@ pub(super) fn gateways(
         out.statuses
             .push(patch(StatusKind::Gateway, key.clone(), current, desired));
     }
+}
+
+/// A Gateway whose config was not written is not programmed, whatever its
+/// proxies serve: they serve an older config than its inputs say.
+fn not_programmed(conditions: Option<&mut Vec<Condition>>, error: &Error) {
+    let Some(programmed) = conditions
+        .into_iter()
+        .flatten()
+        .find(|c| c.type_ == reason::PROGRAMMED)
+    else {
+        return;
+    };
+    programmed.status = "False".to_owned();
+    programmed.reason = match error {
+        Error::TooLarge { .. } => reason::CONFIG_TOO_LARGE,
+        Error::InvalidConfig { .. } | Error::Encode { .. } => reason::INVALID,
+    }
+    .to_owned();
+    programmed.message = format!("{error}; the proxy keeps the last config written.");
 }
 
 /// A ListenerSet's status is ours alone (its parent Gateway's class is

@@ -11,6 +11,7 @@ use k8s_openapi::jiff::Timestamp;
 use pretty_assertions::assert_eq;
 
 use super::*;
+use crate::error::Error;
 use crate::fixtures::{BASE, HTTP_LISTENER, gateway, route, snapshot};
 use crate::keys::{ObjectKey, RouteKey, RouteKind, StatusKind, StatusTarget};
 use crate::names::{CONTROLLER_NAME, MANAGED_BY, MANAGED_BY_LABEL};
@@ -21,6 +22,7 @@ use crate::translate::{Translation, translate};
 fn settings() -> Settings {
     Settings {
         proxy_image: "example/proxy:1".into(),
+        max_config_bytes: crate::provision::MAX_SECRET_DATA_BYTES,
     }
 }
 
@@ -118,13 +120,23 @@ fn writes_of(
     held: &BTreeSet<ObjectKey>,
     scope: Scope,
 ) -> Writes {
+    writes_with(translation, live, held, scope, &settings())
+}
+
+fn writes_with(
+    translation: &Translation,
+    live: &Live,
+    held: &BTreeSet<ObjectKey>,
+    scope: Scope,
+    settings: &Settings,
+) -> Writes {
     let memo = StatusMemo::default();
-    let (settings, now) = (settings(), now());
+    let now = now();
     writes(
         translation,
         live,
         &Context {
-            settings: &settings,
+            settings,
             now: &now,
             held,
             scope,
@@ -327,13 +339,65 @@ fn a_config_the_proxy_would_refuse_is_not_written_and_nothing_else_waits() {
         Scope::All,
     );
     assert_eq!(writes.refused.len(), 1);
-    let message = writes.refused[0].to_string();
+    let message = writes.refused[0].1.to_string();
     assert!(
         message.contains("apps/edge") && message.contains("port"),
         "{message}"
     );
     assert!(writes.configs_written.is_empty());
     assert_eq!(writes.waves()[0].len(), 4, "the other objects are applied");
+}
+
+#[test]
+fn a_config_over_the_secret_limit_is_not_written_and_the_gateway_says_why_once() {
+    let translation = translated();
+    let small = Settings {
+        max_config_bytes: 64,
+        ..settings()
+    };
+    let first = writes_with(
+        &translation,
+        &empty_statuses(),
+        &BTreeSet::new(),
+        Scope::All,
+        &small,
+    );
+    assert!(
+        matches!(&first.refused[..], [(gateway, Error::TooLarge { limit: 64, .. })] if *gateway == edge()),
+        "{:?}",
+        first.refused
+    );
+    assert!(first.configs_written.is_empty());
+    assert!(
+        first
+            .apply
+            .iter()
+            .all(|d| d.kind != ProvisionedKind::Secret),
+        "no Secret the API server would refuse"
+    );
+    let gateway = first
+        .statuses
+        .iter()
+        .find(|p| p.target.kind == StatusKind::Gateway)
+        .expect("the Gateway's status");
+    let conditions = gateway.status["conditions"].as_array().expect("conditions");
+    let programmed = conditions
+        .iter()
+        .find(|c| c["type"] == "Programmed")
+        .expect("Programmed");
+    assert_eq!(programmed["status"], "False");
+    assert_eq!(programmed["reason"], "ConfigTooLarge");
+    let message = programmed["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("over the 64 bytes a Secret holds"),
+        "{message}"
+    );
+
+    // The next pass over the same inputs writes nothing more: no retry loop.
+    let live = after(empty_statuses(), &first);
+    let second = writes_with(&translation, &live, &BTreeSet::new(), Scope::All, &small);
+    assert!(second.is_empty(), "{second:#?}");
+    assert_eq!(second.refused.len(), 1, "still refused, still reported");
 }
 
 #[test]
