@@ -252,17 +252,13 @@ const EJECTION_MS: u64 = 5_000;
 const EJECT_AFTER: u32 = 3;
 
 impl BackendRuntime {
-    /// Picks an endpoint other than `avoid` (the one a retry follows) when
-    /// the backend has another.
-    pub fn pick_avoiding(
-        &self,
-        now_ms: u64,
-        avoid: Option<SocketAddr>,
-    ) -> Option<&Arc<EndpointState>> {
+    /// Picks an endpoint other than those in `avoid` (the ones a retry
+    /// follows) when the backend has another.
+    pub fn pick_avoiding(&self, now_ms: u64, avoid: &[SocketAddr]) -> Option<&Arc<EndpointState>> {
         let mut picked = self.pick(now_ms);
-        if avoid.is_some() && self.endpoints.len() > 1 {
-            for _ in 0..3 {
-                if picked.map(|e| e.address) != avoid {
+        if !avoid.is_empty() && self.endpoints.len() > avoid.len() {
+            for _ in 0..self.endpoints.len().max(3) {
+                if picked.is_none_or(|e| !avoid.contains(&e.address)) {
                     break;
                 }
                 picked = self.pick(now_ms);
@@ -343,6 +339,15 @@ impl EndpointState {
         if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
             self.consecutive_failures.store(0, Ordering::Relaxed);
         }
+    }
+
+    /// A connection that could not be made: nothing listens there any more
+    /// (a Pod that went away before its EndpointSlice said so), so the
+    /// endpoint is left out at once rather than after several requests fail.
+    pub fn refused(&self, now_ms: u64) {
+        self.ejected_until_ms
+            .store(now_ms + EJECTION_MS, Ordering::Relaxed);
+        self.consecutive_failures.store(0, Ordering::Relaxed);
     }
 
     /// Counts a connection failure or 5xx; ejects after several in a row.

@@ -48,12 +48,25 @@ pub(super) async fn forward(
     // tee, and can be sent again.
     let replayable = request.body().is_end_stream();
     let retry = rule.retry.as_ref().filter(|_| replayable && !upgrade);
-    // A session whose endpoint cannot be reached moves to another one at
-    // once: a connection that failed sent nothing, so trying again is safe.
-    let pinned_fallback = pinned.is_some() && replayable && !upgrade;
-    let attempts = retry.map_or(1 + u32::from(pinned_fallback), |r| {
-        r.attempts.saturating_add(1)
-    });
+    // An endpoint that just went away (a Pod scaled down before its
+    // EndpointSlice says so) should cost no client an error, whatever the
+    // rule's retry policy: a bodiless request goes to another endpoint once
+    // when its connection could not be made (nothing was sent), and an
+    // idempotent one also when the connection failed before any answer
+    // (nginx's default `proxy_next_upstream error`, RFC 9110 section 9.2.2). A
+    // session's endpoint moves the same way.
+    let fallback = replayable && !upgrade && (pinned.is_some() || backend.endpoints.len() > 1);
+    let idempotent = request.method().is_idempotent();
+    // Several Pods going at once (a scale-down): up to MAX_FALLBACKS other
+    // endpoints are tried, each once.
+    let fallbacks = if fallback {
+        u32::try_from(backend.endpoints.len().saturating_sub(1))
+            .unwrap_or(MAX_FALLBACKS)
+            .clamp(1, MAX_FALLBACKS)
+    } else {
+        0
+    };
+    let attempts = retry.map_or(1 + fallbacks, |r| r.attempts.saturating_add(1));
     let (parts, incoming) = request.into_parts();
     let (feeds, pending) = mirror::prepare(mirrors, !replayable);
     let mut body = Some(if replayable {
@@ -92,8 +105,9 @@ pub(super) async fn forward(
             })
     };
     let mut last = RequestError::NoEndpoint;
-    // The endpoint of the previous attempt: a retry goes elsewhere if it can.
-    let mut tried = None;
+    // The endpoints last tried (without an allocation): a retry goes
+    // elsewhere if it can.
+    let mut tried = [SocketAddr::from(([0, 0, 0, 0], 0)); AVOIDED];
     for attempt in 0..attempts {
         if attempt > 0
             && let Some(retry) = retry
@@ -101,6 +115,7 @@ pub(super) async fn forward(
             tokio::time::sleep(backoff(retry, attempt)).await;
         }
         let now_ms = shared.now_ms();
+        let tries = usize::try_from(attempt).unwrap_or(usize::MAX);
         // Every attempt counts towards the backend's retry budget; a retry
         // over it is not sent, and the client gets 503 as the spec asks.
         if let Some(budget) = &backend.retry_budget {
@@ -116,10 +131,10 @@ pub(super) async fn forward(
         let endpoint = match first_choice {
             Some(endpoint) => endpoint,
             None => backend
-                .pick_avoiding(now_ms, tried)
+                .pick_avoiding(now_ms, &tried[..tries.min(AVOIDED)])
                 .ok_or(RequestError::NoEndpoint)?,
         };
-        tried = Some(endpoint.address);
+        tried[tries % AVOIDED] = endpoint.address;
         let head = match (first_head.take(), &retry_head) {
             (Some(head), _) => head,
             (None, Some(copy)) => copy.clone_without_body(),
@@ -165,8 +180,12 @@ pub(super) async fn forward(
             // The client's fault: the endpoint is not marked failed.
             Some(Err(err)) if BodyTimeout::caused(&err) => return Err(RequestError::BodyTimeout),
             Some(Err(err)) => {
-                endpoint.failed(now_ms);
                 let connect = err.is_connect();
+                if connect {
+                    endpoint.refused(now_ms);
+                } else {
+                    endpoint.failed(now_ms);
+                }
                 if connect {
                     shared
                         .metrics
@@ -175,9 +194,9 @@ pub(super) async fn forward(
                 }
                 debug!(backend = %backend.name, endpoint = %endpoint.address, error = %err, "upstream request failed");
                 last = RequestError::Unreachable { connect };
-                let retries_connect = retry.is_some_and(|r| r.on_connect_failure)
-                    || (connect && attempt == 0 && pinned_fallback);
-                if !retries_connect || !may_retry(attempt) {
+                let retries = retry.is_some_and(|r| r.on_connect_failure)
+                    || (fallback && attempt < fallbacks && (connect || idempotent));
+                if !retries || !may_retry(attempt) {
                     return Err(last);
                 }
             }
@@ -206,6 +225,11 @@ pub(super) async fn forward(
     }
     Err(last)
 }
+
+/// The most other endpoints a request whose endpoint went away tries.
+const MAX_FALLBACKS: u32 = 3;
+/// How many of the endpoints last tried a retry avoids.
+const AVOIDED: usize = 1 + MAX_FALLBACKS as usize;
 
 /// The wait before retry `number` (1 for the first): the rule's backoff,
 /// doubled for each further retry up to ten times the first wait (Envoy's

@@ -309,6 +309,72 @@ async fn retries_on_listed_status_codes_and_ejects_failing_endpoints() {
 }
 
 #[tokio::test]
+async fn an_endpoint_going_away_costs_bodiless_requests_nothing_without_a_retry_policy() {
+    // Pods scaled down before their EndpointSlice says so: one address
+    // refuses connections, another accepts and hangs up without answering
+    // (killed mid-request); no rule asks for retries.
+    let web = EchoServer::start("web").await;
+    let port = free_port();
+    let plain = rule("plain", vec![to("web", 1)], vec![]);
+    let refusing = Endpoint {
+        address: "127.0.0.1".parse().expect("ip"),
+        port: free_port(),
+    };
+    let hanging_up = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hang_up_port = hanging_up.local_addr().expect("address").port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = hanging_up.accept().await {
+            drop(stream);
+        }
+    });
+    let mut backends = vec![service("web", &web)];
+    let endpoints = &mut backends[0].1.endpoints;
+    endpoints.insert(0, refusing);
+    endpoints.insert(
+        1,
+        Endpoint {
+            address: "127.0.0.1".parse().expect("ip"),
+            port: hang_up_port,
+        },
+    );
+    let _proxy = InProcessProxy::start(gateway(
+        vec![http_listener(
+            "http",
+            port,
+            vec![vhost("http", &[], vec![(prefix("/"), plain)])],
+        )],
+        backends,
+    ))
+    .await;
+    let client = client();
+    // A POST is not idempotent: one the hanging-up endpoint took is not
+    // sent again (it may have been acted on), and answers 502.
+    let mut posts = Vec::new();
+    for _ in 0..6 {
+        let request = hyper::Request::post(format!("http://127.0.0.1:{port}/"))
+            .body(http_body_util::Empty::new())
+            .expect("request");
+        let response = client.request(request).await.expect("response");
+        posts.push(response.status());
+    }
+    assert!(
+        posts.contains(&StatusCode::BAD_GATEWAY),
+        "a non-idempotent request is not replayed after the backend took it: {posts:?}"
+    );
+    for _ in 0..20 {
+        let echo = get(&client, &format!("http://127.0.0.1:{port}/"), &[]).await;
+        assert_eq!(
+            echo.status,
+            StatusCode::OK,
+            "sent to the live endpoint once the others failed"
+        );
+        assert_eq!(echo.backend(), "web");
+    }
+}
+
+#[tokio::test]
 async fn retries_follow_gateway_api_retry_codes_attempts_timeouts_and_backoff() {
     let web = EchoServer::start("web").await;
     let port = free_port();
