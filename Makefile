@@ -3,7 +3,7 @@ SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: help test lint fmt crds generate check-generated deps demo bench bench-proxy cluster-bins cluster-up cluster-down conformance
+.PHONY: help test lint fmt crds generate check-generated deps demo bench bench-control-plane bench-proxy cluster-bins cluster-up cluster-down conformance
 
 help: ## List targets.
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ demo: ## Local cluster, operator, proxy, examples/, and traffic through the Gate
 
 bench: ## Criterion micro-benchmarks (route matching at 10, 1,000 and 10,000 routes).
 	$(CARGO) bench --locked -p proxy --bench routing
+
+bench-control-plane: ## Control plane at scale: routes applied, propagated, edited and endpoints scaled under load (release builds, local cluster).
+	hack/bench-control-plane.sh
 
 bench-proxy: ## Load test: this proxy beside nginx, haproxy and Envoy, same origin, same pinning.
 	hack/bench-proxy.sh
