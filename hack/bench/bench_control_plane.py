@@ -35,6 +35,7 @@ Environment:
   BENCH_EDITS       route edits under load (1000)
   BENCH_FLIPS       backend flips of the loaded route (30)
   BENCH_PHASES      comma list of scale,propagate,churn,endpoints (all)
+  BENCH_OPERATOR_LOG  the operator's --log-level (info)
 
 Writes the operator's log to .cache/bench/control-plane/operator.log and the
 results to .cache/bench/control-plane/results.json.
@@ -450,7 +451,13 @@ class Bench:
         self.api.apply(namespace("portcullis-system"))
         with open(RUN / "operator.log", "wb") as out:
             self.operator = subprocess.Popen(
-                [str(self.operator_binary), "--admin", "127.0.0.1:0", "--log-level", "info"],
+                [
+                    str(self.operator_binary),
+                    "--admin",
+                    "127.0.0.1:0",
+                    "--log-level",
+                    os.environ.get("BENCH_OPERATOR_LOG", "info"),
+                ],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
