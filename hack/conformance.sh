@@ -96,6 +96,22 @@ trap cleanup EXIT
 # for the operator to write it (a cluster just created has none yet).
 kubectl wait --for=condition=Accepted --timeout=120s gatewayclass/portcullis >/dev/null ||
   die "GatewayClass portcullis was not accepted; see ${CACHE#"$ROOT"/}/conformance-operator.log"
+# An earlier run's operator left the class Accepted with that run's
+# features: wait until this one has written this channel's (retries are
+# claimed on the experimental channel's HTTPRoute CRD only).
+claims_retry() {
+  local features
+  features=" $(kubectl get gatewayclass portcullis -o jsonpath='{.status.supportedFeatures[*].name}') "
+  [[ $features == *" HTTPRouteRetry "* ]]
+}
+for _ in $(seq 240); do
+  if [[ $channel == experimental ]] && claims_retry; then break; fi
+  if [[ $channel == standard ]] && ! claims_retry; then break; fi
+  sleep 0.5
+done
+if [[ $channel == experimental ]] && ! claims_retry; then
+  die "the operator does not claim the experimental channel's features; see ${CACHE#"$ROOT"/}/conformance-operator.log"
+fi
 
 # The commit under test; "-dirty" when code differs from it (the reports an
 # earlier run rewrote do not count, or a second run would never be clean).
