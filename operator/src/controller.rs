@@ -26,7 +26,7 @@ use operator_core::provision::Settings;
 use operator_core::snapshot::DeployedConfig;
 use operator_core::translate::{changed_services, translate_endpoint_change};
 use operator_core::writes::{self, Context, Scope, StatusMemo};
-use operator_core::{ObjectKey, Snapshot, StatusKind, Translation, decide};
+use operator_core::{ObjectKey, Snapshot, StatusKind, Translation, translate};
 use tracing::{debug, error, info, warn};
 
 use crate::admin::Metrics;
@@ -215,6 +215,9 @@ impl Controller {
             (Scope::All, StatusKind::all().collect())
         };
         let live = self.stores.live(&kinds);
+        let live_done = started.elapsed();
+        // Where a pass's time goes, for `pass timing`.
+        let (mut snapshot_ms, mut translate_ms) = (0, 0);
         let moment = Instant::now();
         let held: BTreeSet<ObjectKey> = self
             .config_written
@@ -243,7 +246,10 @@ impl Controller {
             _ => {
                 let mut snapshot = self.stores.snapshot(&self.apis);
                 snapshot.raise_generations(&self.generations);
-                let (translation, writes) = decide(&snapshot, &live, &context);
+                snapshot_ms = (started.elapsed() - live_done).as_millis() as u64;
+                let translation = translate(&snapshot);
+                translate_ms = (started.elapsed() - live_done).as_millis() as u64 - snapshot_ms;
+                let writes = writes::writes(&translation, &live, &context);
                 (snapshot, translation, writes)
             }
         };
@@ -292,6 +298,9 @@ impl Controller {
             fast,
             waiting,
             decide_ms = decided.as_millis() as u64,
+            live_ms = live_done.as_millis() as u64,
+            snapshot_ms,
+            translate_ms,
             write_ms = (started.elapsed() - decided).as_millis() as u64,
             "pass timing"
         );
