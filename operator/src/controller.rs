@@ -156,7 +156,6 @@ impl Controller {
         self.stores.wait_ready().await;
         self.metrics.ready.store(true, Ordering::Relaxed);
         info!("caches synced");
-        let mut retry = Duration::from_millis(500);
         loop {
             if !self.leader.is_held() {
                 // What a follower remembers is stale by the time it leads.
@@ -164,25 +163,17 @@ impl Controller {
                 self.bell.take();
             } else {
                 let started = Instant::now();
-                let outcome = self.reconcile().await;
+                // A pass never fails as a whole: a refused write waits out its
+                // own backoff (see `backoff`), and the rest goes on.
+                let (writes, failed) = self.reconcile().await;
                 let elapsed = started.elapsed();
-                self.metrics.observe_reconcile(elapsed, outcome.is_ok());
-                match outcome {
-                    Ok(writes) => {
-                        retry = Duration::from_millis(500);
-                        debug!(
-                            writes,
-                            elapsed_ms = elapsed.as_millis() as u64,
-                            "reconciled"
-                        );
-                    }
-                    Err(err) => {
-                        warn!(error = %err, retry_ms = retry.as_millis() as u64, "reconcile failed; retrying");
-                        tokio::time::sleep(retry).await;
-                        retry = (retry * 2).min(Duration::from_secs(10));
-                        continue;
-                    }
-                }
+                self.metrics.observe_reconcile(elapsed, failed == 0);
+                debug!(
+                    writes,
+                    failed,
+                    elapsed_ms = elapsed.as_millis() as u64,
+                    "reconciled"
+                );
             }
             // Wait for a change, a deferred write or leadership, or resync
             // now and then.
@@ -204,8 +195,9 @@ impl Controller {
     }
 
     /// One pass: the live view and the snapshot, what the core decides from
-    /// them, and the executor's writes. Returns the number of writes.
-    async fn reconcile(&mut self) -> Result<usize, Error> {
+    /// them, and the executor's writes. Returns the number of writes made
+    /// and of writes refused.
+    async fn reconcile(&mut self) -> (usize, usize) {
         let started = Instant::now();
         let rung = self.bell.take();
         let fast = self.last.is_some() && endpoint_only(&rung);
@@ -282,13 +274,13 @@ impl Controller {
         for target in &done.succeeded {
             self.backoff.succeeded(target);
         }
-        let failed = Instant::now();
+        let written = Instant::now();
         for (target, err) in &done.failed {
-            let wait = self.backoff.failed(target.clone(), failed);
+            let wait = self.backoff.failed(target.clone(), written);
             warn!(target = ?target, error = %err, retry_ms = wait.as_millis() as u64, "write failed; that object waits, the rest goes on");
         }
-        self.backoff.forget_stale(failed);
-        if let Some(retry) = self.backoff.next_retry() {
+        self.backoff.forget_stale(written);
+        if let Some(retry) = self.backoff.next_retry(written) {
             self.deferred_until = Some(self.deferred_until.map_or(retry, |d| d.min(retry)));
         }
         self.config_written.retain(|key, written| {
@@ -314,6 +306,6 @@ impl Controller {
             .gateways
             .store(translation.gateways.len() as u64, Ordering::Relaxed);
         self.last = Some((snapshot, translation));
-        Ok(done.writes)
+        (done.writes, done.failed.len())
     }
 }

@@ -7,9 +7,6 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("discovery: {0}")]
     Discovery(String),
-    /// A write the core decided against (a config the proxy would refuse).
-    #[error(transparent)]
-    Core(#[from] operator_core::Error),
     #[error("admin server: {0}")]
     Admin(std::io::Error),
 }
